@@ -1,0 +1,262 @@
+/** @module The Cloudflare KV store against Miniflare's KV inside workerd, where KV's own limits are enforced. */
+import { describe, expect, it } from 'vitest'
+import { isSessionError } from '../../src/errors.ts'
+import type { SessionRecord, StoreContext } from '../../src/store.ts'
+import { cloudflareKvStore, type KvNamespace } from '../../src/stores/cloudflare-kv.ts'
+import { kv } from './bindings.ts'
+
+const ctx = (env: unknown = {}): StoreContext => ({ env, signal: new AbortController().signal })
+
+let prefixes = 0
+/** A prefix no other test writes under, so tests sharing the namespace do not see each other's keys. */
+const freshPrefix = () => `t${++prefixes}-${crypto.randomUUID()}:`
+
+const record = (data: Record<string, unknown>, expiresAt = 1_000_000): SessionRecord => ({
+  data,
+  meta: { createdAt: 1_000, lastSeenAt: 2_000, expiresAt },
+})
+
+/** What `list()` reports for the one key under `prefix`: name, absolute expiration (s), metadata. */
+async function listed(prefix: string) {
+  const { keys } = await kv.list({ prefix })
+  return keys as { name: string; expiration?: number; metadata?: unknown }[]
+}
+
+const nowSeconds = () => Date.now() / 1000
+
+/** The message of the `ERR_CONFIG` that `run` throws, or what happened instead. */
+function configError(run: () => unknown): string {
+  try {
+    run()
+  } catch (error) {
+    return isSessionError(error, 'ERR_CONFIG') ? error.message : `not ERR_CONFIG: ${String(error)}`
+  }
+  return 'no error'
+}
+
+describe('cloudflareKvStore inside workerd', () => {
+  it('writes one JSON value under prefix + key, with the deadline in metadata', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    await expect(store.set('abc', record({ n: 1 }, 123_456), 120_000, ctx())).resolves.toBe(true)
+
+    expect(JSON.parse((await kv.get(`${prefix}abc`, { type: 'text' })) ?? 'null')).toEqual(
+      record({ n: 1 }, 123_456),
+    )
+    const [entry, ...rest] = await listed(prefix)
+    expect(rest).toEqual([])
+    expect(entry?.name).toBe(`${prefix}abc`)
+    expect(entry?.metadata).toEqual({ expiresAt: 123_456 })
+    await expect(store.get('abc', ctx())).resolves.toEqual(record({ n: 1 }, 123_456))
+  })
+
+  it('raises a TTL under 60 s to 60 s (KV refuses shorter ones)', async () => {
+    await expect(kv.put('refused', 'x', { expirationTtl: 59, metadata: { expiresAt: 0 } })).rejects.toThrow(
+      /60/,
+    )
+
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    const before = nowSeconds()
+    await store.set('short', record({}), 1, ctx())
+    const [entry] = await listed(prefix)
+    expect(entry?.expiration).toBeGreaterThanOrEqual(Math.floor(before) + 60)
+    expect(entry?.expiration).toBeLessThanOrEqual(Math.ceil(nowSeconds()) + 60)
+  })
+
+  it('rounds a TTL up to whole seconds, so KV never drops a record before its deadline', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    const before = nowSeconds()
+    await store.set('long', record({}), 90_001, ctx())
+    const [entry] = await listed(prefix)
+    expect(entry?.expiration).toBeGreaterThanOrEqual(Math.floor(before) + 91)
+    expect(entry?.expiration).toBeLessThanOrEqual(Math.ceil(nowSeconds()) + 91)
+  })
+
+  it('patch keeps keys another request wrote after this one loaded, and sets the TTL', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    await store.set('k', record({ a: 1, b: 1, gone: true }), 60_000, ctx())
+    // Another request changes `b` between this request's load and its commit.
+    await store.patch('k', { set: { b: 2 }, delete: [], meta: record({}).meta }, 60_000, ctx())
+
+    const meta = { createdAt: 1_000, lastSeenAt: 5_000, expiresAt: 9_000_000 }
+    const before = nowSeconds()
+    await expect(
+      store.patch('k', { set: { a: 2, c: [1, { d: null }] }, delete: ['gone'], meta }, 300_000, ctx()),
+    ).resolves.toBe(true)
+
+    await expect(store.get('k', ctx())).resolves.toEqual({ data: { a: 2, b: 2, c: [1, { d: null }] }, meta })
+    const [entry] = await listed(prefix)
+    expect(entry?.metadata).toEqual({ expiresAt: 9_000_000 })
+    expect(entry?.expiration).toBeGreaterThanOrEqual(Math.floor(before) + 300)
+  })
+
+  it('patch never recreates a missing record', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    await expect(
+      store.patch('missing', { set: { a: 1 }, delete: [], meta: record({}).meta }, 60_000, ctx()),
+    ).resolves.toBe(false)
+    expect(await listed(prefix)).toEqual([])
+  })
+
+  it('patch stores a data key named __proto__ as data', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    await store.set('p', record({}), 60_000, ctx())
+    const set = JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>
+    await store.patch('p', { set, delete: [], meta: record({}).meta }, 60_000, ctx())
+
+    const data = (await store.get('p', ctx()))?.data ?? {}
+    expect(Object.keys(data)).toEqual(['__proto__'])
+    expect(Object.getPrototypeOf(data)).toBe(Object.prototype)
+    expect('polluted' in data).toBe(false)
+  })
+
+  it('patch writes nothing once the sessions layer has given up on the call', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    await store.set('late', record({ a: 1 }), 60_000, ctx())
+    const controller = new AbortController()
+    controller.abort(new Error('storeTimeout'))
+
+    await expect(
+      store.patch('late', { set: { a: 2 }, delete: [], meta: record({}).meta }, 60_000, {
+        env: {},
+        signal: controller.signal,
+      }),
+    ).rejects.toThrow('storeTimeout')
+    await expect(store.get('late', ctx())).resolves.toEqual(record({ a: 1 }))
+  })
+
+  it('set with replaces writes the new record and deletes the old one', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    await store.set('old', record({ user: 'u1' }), 60_000, ctx())
+    await expect(store.set('new', record({ user: 'u1', role: 'admin' }), 60_000, ctx(), 'old')).resolves.toBe(
+      true,
+    )
+
+    await expect(store.get('old', ctx())).resolves.toBeNull()
+    await expect(store.get('new', ctx())).resolves.toEqual(record({ user: 'u1', role: 'admin' }))
+    expect((await listed(prefix)).map((entry) => entry.name)).toEqual([`${prefix}new`])
+  })
+
+  it('set with replaces writes nothing when the old record was destroyed meanwhile', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    await store.set('old', record({ user: 'u1' }), 60_000, ctx())
+    await store.delete('old', ctx())
+
+    await expect(store.set('new', record({ user: 'u1' }), 60_000, ctx(), 'old')).resolves.toBe(false)
+    expect(await listed(prefix)).toEqual([])
+  })
+
+  it('reads a value that is not a session record as missing', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    for (const [key, value] of [
+      ['text', 'not json'],
+      ['array', '[1,2]'],
+      ['nometa', '{"data":{}}'],
+      ['badmeta', '{"data":{},"meta":{"createdAt":"1","lastSeenAt":2,"expiresAt":3}}'],
+    ] as const) {
+      await kv.put(prefix + key, value, { expirationTtl: 60, metadata: { expiresAt: 0 } })
+      await expect(store.get(key, ctx())).resolves.toBeNull()
+    }
+  })
+
+  it('delete removes the record', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    await store.set('d', record({}), 60_000, ctx())
+    await store.delete('d', ctx())
+    await expect(store.get('d', ctx())).resolves.toBeNull()
+    expect(await listed(prefix)).toEqual([])
+  })
+
+  it('count lists its own prefix only, one list call per 1000 keys', async () => {
+    const prefix = freshPrefix()
+    await Promise.all(
+      Array.from({ length: 1_005 }, (_, i) =>
+        kv.put(`${prefix}${i}`, JSON.stringify(record({})), {
+          expirationTtl: 60,
+          metadata: { expiresAt: 0 },
+        }),
+      ),
+    )
+    await kv.put(`other-${prefix}`, '{}', { expirationTtl: 60, metadata: { expiresAt: 0 } })
+    let listCalls = 0
+    const counted: KvNamespace = {
+      get: (key, options) => kv.get(key, options),
+      put: (key, value, options) => kv.put(key, value, options),
+      delete: (key) => kv.delete(key),
+      list: (options) => {
+        listCalls++
+        return kv.list(options)
+      },
+    }
+
+    await expect(cloudflareKvStore({ namespace: counted, prefix }).count?.(ctx())).resolves.toBe(1_005)
+    expect(listCalls).toBe(2)
+    await expect(cloudflareKvStore({ namespace: kv, prefix: freshPrefix() }).count?.(ctx())).resolves.toBe(0)
+  })
+
+  it('takes the namespace from the env of each call', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: (env: { KV?: KvNamespace }) => env.KV, prefix })
+    await store.set('e', record({ via: 'env' }), 60_000, ctx({ KV: kv }))
+    await expect(store.get('e', ctx({ KV: kv }))).resolves.toEqual(record({ via: 'env' }))
+
+    const missing = store.get('e', ctx({}))
+    await expect(missing).rejects.toSatisfy((error) => isSessionError(error, 'ERR_CONFIG'))
+    await expect(missing).rejects.toThrow(/binding/)
+  })
+
+  it('lets KV errors reach the sessions layer', async () => {
+    const failure = new Error('KV GET failed: 503')
+    const failing: KvNamespace = {
+      get: () => Promise.reject(failure),
+      put: (key, value, options) => kv.put(key, value, options),
+      delete: (key) => kv.delete(key),
+      list: (options) => kv.list(options),
+    }
+    const store = cloudflareKvStore({ namespace: failing })
+    await expect(store.get('x', ctx())).rejects.toBe(failure)
+    await expect(
+      store.patch('x', { set: {}, delete: [], meta: record({}).meta }, 60_000, ctx()),
+    ).rejects.toBe(failure)
+  })
+
+  it('states its limits to the sessions layer', () => {
+    const store = cloudflareKvStore({ namespace: kv })
+    expect(store.name).toBe('cloudflare-kv')
+    expect(store.minTtl).toBe(60_000)
+    expect(store.minTouchInterval).toBe(60_000)
+    // No TTL-only update in KV: the sessions layer touches with a (rewriting) patch.
+    expect(store.touch).toBeUndefined()
+
+    const timing = { absoluteTimeout: 3_600, touchInterval: 0 }
+    expect(configError(() => store.validate?.({ ...timing, idleTimeout: 59 }))).toMatch(/at least 60 seconds/)
+    expect(() => store.validate?.({ ...timing, idleTimeout: 60 })).not.toThrow()
+  })
+
+  it('rejects a bad configuration when created', () => {
+    expect(configError(() => cloudflareKvStore({ namespace: undefined as unknown as KvNamespace }))).toMatch(
+      /namespace/,
+    )
+    expect(configError(() => cloudflareKvStore({ namespace: {} as KvNamespace }))).toMatch(/namespace/)
+    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(470) }))).toMatch(/prefix/)
+    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(469) }))).toBe('no error')
+  })
+
+  it('keeps the longest allowed prefix within the 512-byte KV key limit', async () => {
+    const prefix = `${freshPrefix()}`.padEnd(469, 'x')
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    const hashedId = 'A'.repeat(43)
+    await expect(store.set(hashedId, record({}), 60_000, ctx())).resolves.toBe(true)
+    await expect(store.get(hashedId, ctx())).resolves.toEqual(record({}))
+  })
+})
