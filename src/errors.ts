@@ -1,0 +1,32 @@
+/** @module The one error type the library throws, with a stable `code` to switch on. */
+
+/**
+ * - `ERR_CONFIG`: invalid options, thrown by the factory that received them.
+ * - `ERR_STORE`: the store failed or answered slower than `storeTimeout`; `cause` holds the original error.
+ * - `ERR_DESTROYED`: a write to a session after `destroy()`.
+ * - `ERR_SERIALIZE`: a value that is not plain JSON data.
+ * - `ERR_TOO_LARGE`: a sealed session that does not fit in the cookies a browser keeps.
+ * - `ERR_UNSUPPORTED`: an operation the store cannot perform (counting sealed cookies).
+ */
+export type SessionErrorCode =
+  | 'ERR_CONFIG'
+  | 'ERR_STORE'
+  | 'ERR_DESTROYED'
+  | 'ERR_SERIALIZE'
+  | 'ERR_TOO_LARGE'
+  | 'ERR_UNSUPPORTED'
+
+export class SessionError extends Error {
+  readonly code: SessionErrorCode
+
+  constructor(code: SessionErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'SessionError'
+    this.code = code
+  }
+}
+
+/** True when `error` is a {@link SessionError}, optionally with the given code. */
+export function isSessionError(error: unknown, code?: SessionErrorCode): error is SessionError {
+  return error instanceof SessionError && (code === undefined || error.code === code)
+}
