@@ -1,0 +1,150 @@
+/**
+ * @module Cookie header parsing and Set-Cookie serialization (RFC 6265bis), with nothing framework-specific.
+ * @see https://datatracker.ietf.org/doc/html/draft-ietf-httpbis-rfc6265bis
+ */
+
+/** Browsers keep at most 4096 bytes of name plus value per cookie (RFC 6265bis §5.6). */
+export const MAX_COOKIE_SIZE = 4096
+/** Max-Age is capped at 400 days (RFC 6265bis §5.6.2). */
+export const MAX_AGE_CAP = 400 * 24 * 3600
+
+export type SameSite = 'Strict' | 'Lax' | 'None'
+
+export interface CookieAttributes {
+  /** Seconds; 0 deletes the cookie. Omitted: a browser-session cookie. */
+  maxAge?: number
+  domain?: string
+  path?: string
+  sameSite?: SameSite
+  secure?: boolean
+  httpOnly?: boolean
+  partitioned?: boolean
+}
+
+// token = 1*tchar (RFC 9110 §5.6.2): what a cookie name may be.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+// cookie-octet (RFC 6265 §4.1.1): no controls, whitespace, DQUOTE, comma, semicolon or backslash.
+const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/
+
+export function isCookieName(name: string): boolean {
+  return TOKEN.test(name)
+}
+
+export function isCookieValue(value: string): boolean {
+  return COOKIE_VALUE.test(value)
+}
+
+/** Attribute values may hold no control character and no semicolon, which would start another attribute. */
+export function isAttributeValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i)
+    if (code < 0x20 || code === 0x7f || code === 0x3b) return false
+  }
+  return true
+}
+
+/**
+ * The cookies in a `Cookie` header whose name is `name` or starts with `name.` (chunks), as [name, value] pairs in
+ * header order, duplicates kept. Never throws: malformed pairs are skipped, values are not percent-decoded (the
+ * values this library writes never need it), and values longer than a browser would keep are dropped.
+ */
+export function readCookies(header: string | null, name: string): Array<[string, string]> {
+  const found: Array<[string, string]> = []
+  if (!header || header.indexOf(name) === -1) return found
+  let start = 0
+  while (start < header.length) {
+    let end = header.indexOf(';', start)
+    if (end === -1) end = header.length
+    const eq = header.indexOf('=', start)
+    if (eq !== -1 && eq < end) {
+      const key = header.slice(start, eq).trim()
+      if (
+        key === name ||
+        (key.length > name.length + 1 && key.startsWith(name) && key[name.length] === '.')
+      ) {
+        let value = header.slice(eq + 1, end).trim()
+        if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1)
+        if (key.length + value.length <= MAX_COOKIE_SIZE) found.push([key, value])
+      }
+    }
+    start = end + 1
+  }
+  return found
+}
+
+/** The values of every cookie exactly named `name`, in header order. */
+export function readCookieValues(header: string | null, name: string): string[] {
+  const values: string[] = []
+  for (const [key, value] of readCookies(header, name)) if (key === name) values.push(value)
+  return values
+}
+
+/**
+ * A `Set-Cookie` header value. Throws a TypeError for a name, value or attribute a browser would reject or
+ * misread: these come from code, never from a request.
+ */
+export function serializeCookie(name: string, value: string, attributes: CookieAttributes = {}): string {
+  if (!isCookieName(name)) throw new TypeError(`Invalid cookie name: ${JSON.stringify(name)}`)
+  if (!isCookieValue(value)) throw new TypeError(`Invalid cookie value for ${name}`)
+  let cookie = `${name}=${value}`
+  if (attributes.maxAge !== undefined) {
+    const maxAge = Math.min(Math.max(Math.floor(attributes.maxAge), 0), MAX_AGE_CAP)
+    cookie += `; Max-Age=${maxAge}`
+    // Expires for clients that ignore Max-Age; a past date when deleting.
+    if (maxAge === 0) cookie += '; Expires=Thu, 01 Jan 1970 00:00:00 GMT'
+  }
+  if (attributes.domain !== undefined) {
+    if (!isAttributeValue(attributes.domain)) throw new TypeError('Invalid cookie domain')
+    cookie += `; Domain=${attributes.domain}`
+  }
+  if (attributes.path !== undefined) {
+    if (!isAttributeValue(attributes.path)) throw new TypeError('Invalid cookie path')
+    cookie += `; Path=${attributes.path}`
+  }
+  if (attributes.httpOnly) cookie += '; HttpOnly'
+  if (attributes.secure) cookie += '; Secure'
+  if (attributes.sameSite) cookie += `; SameSite=${attributes.sameSite}`
+  if (attributes.partitioned) cookie += '; Partitioned'
+  return cookie
+}
+
+/**
+ * Splits a value into cookies `name.0`, `name.1`... each within {@link MAX_COOKIE_SIZE}, or returns the single
+ * cookie `name` when it fits. Returns null when more than `maxChunks` cookies would be needed.
+ */
+export function splitCookieValue(
+  name: string,
+  value: string,
+  maxChunks: number,
+): Array<[string, string]> | null {
+  if (name.length + value.length <= MAX_COOKIE_SIZE) return [[name, value]]
+  const chunkSize = MAX_COOKIE_SIZE - name.length - 2 - String(maxChunks - 1).length
+  const count = Math.ceil(value.length / chunkSize)
+  if (count > maxChunks) return null
+  const chunks: Array<[string, string]> = []
+  for (let i = 0; i < count; i++)
+    chunks.push([`${name}.${i}`, value.slice(i * chunkSize, (i + 1) * chunkSize)])
+  return chunks
+}
+
+/**
+ * Reassembles a value written by {@link splitCookieValue} from the cookies {@link readCookies} found: the plain
+ * cookie when present, else chunks `name.0`..`name.N` joined in order. Null when chunks are missing or repeated.
+ */
+export function joinCookieValue(
+  name: string,
+  cookies: ReadonlyArray<readonly [string, string]>,
+  maxChunks: number,
+): string | null {
+  const chunks: string[] = []
+  for (const [key, value] of cookies) {
+    if (key === name) return value
+    const index = Number(key.slice(name.length + 1))
+    if (!Number.isInteger(index) || index < 0 || index >= maxChunks || `${name}.${index}` !== key) continue
+    if (chunks[index] !== undefined) return null
+    chunks[index] = value
+  }
+  if (chunks.length === 0) return null
+  for (let i = 0; i < chunks.length; i++) if (chunks[i] === undefined) return null
+  return chunks.join('')
+}

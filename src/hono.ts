@@ -1,0 +1,74 @@
+/** @module session(): the Hono middleware. Loads the session before the handler, commits it after. */
+
+import type { Context, Env, MiddlewareHandler } from 'hono'
+import { HTTPException } from 'hono/http-exception'
+import { isSessionError } from './errors.ts'
+import type { Session } from './session.ts'
+import { createSessions, type Sessions, type SessionsOptions } from './sessions.ts'
+import type { SessionData } from './store.ts'
+
+/** Hono environment for typed `c.get('session')`: `new Hono<SessionEnv<MyData>>()`. */
+export interface SessionEnv<Data extends object = SessionData> {
+  Variables: { session: Session<Data> }
+}
+
+/**
+ * Hono middleware: `c.get('session')` in handlers, persisted and cookied after them. The Workers bindings
+ * (`c.env`) reach the store, for stores that take their namespace from them.
+ *
+ * A store failure (down, erroring, slower than `storeTimeout`) becomes a 503 `HTTPException` whose `cause` is the
+ * `SessionError`, and the response carries no session cookie.
+ *
+ * @param sessionsOrOptions The result of `createSessions()`, or its options.
+ * @typeParam E The app's Hono env, when it has bindings or variables of its own besides the session.
+ * @example
+ * ```ts
+ * const app = new Hono<SessionEnv<{ count?: number }>>()
+ * app.use(session({ store: memoryStore(), secrets: process.env.SESSION_SECRET }))
+ * app.get('/', (c) => {
+ *   const s = c.get('session')
+ *   s.set('count', (s.get('count') ?? 0) + 1)
+ *   return c.text(String(s.get('count')))
+ * })
+ * ```
+ * @see {@link createSessions} for the options.
+ */
+export function session<Data extends object = SessionData, E extends Env = SessionEnv<Data>>(
+  sessionsOrOptions: Sessions<Data> | SessionsOptions,
+): MiddlewareHandler<E> {
+  const sessions = isSessions<Data>(sessionsOrOptions)
+    ? sessionsOrOptions
+    : createSessions<Data>(sessionsOrOptions)
+  return async function session(context, next) {
+    // E extends the app's own Env (bindings, other variables); the session variable is ours to set.
+    const c = context as unknown as Context<SessionEnv<Data>>
+    let current: Session<Data>
+    try {
+      current = await sessions.load(c.req.raw, c.env)
+    } catch (error) {
+      throw unavailable(error)
+    }
+    c.set('session', current)
+    await next()
+    let committed: Response
+    try {
+      committed = await sessions.commit(current, c.res)
+    } catch (error) {
+      throw unavailable(error)
+    }
+    if (committed !== c.res) c.res = committed
+  }
+}
+
+function isSessions<Data extends object>(value: Sessions<Data> | SessionsOptions): value is Sessions<Data> {
+  return (
+    typeof (value as Sessions<Data>).load === 'function' &&
+    typeof (value as Sessions<Data>).commit === 'function'
+  )
+}
+
+/** A store failure is the server's trouble, not the client's: 503, with the SessionError as the cause. */
+function unavailable(error: unknown): unknown {
+  if (!isSessionError(error, 'ERR_STORE')) return error
+  return new HTTPException(503, { message: 'Session store unavailable', cause: error })
+}

@@ -1,0 +1,25 @@
+/** @module edge-session: sessions for Request/Response on every web-standard runtime. */
+
+export type { CookieAttributes, SameSite } from './cookie.ts'
+export { isSessionError, SessionError, type SessionErrorCode } from './errors.ts'
+export { type RegenerateOptions, Session } from './session.ts'
+export {
+  type CookieOptions,
+  createSessions,
+  type ResolvedSessionsOptions,
+  type Sessions,
+  type SessionsOptions,
+} from './sessions.ts'
+export type {
+  CookieStore,
+  RecordPatch,
+  SealedSession,
+  Sealer,
+  ServerStore,
+  SessionData,
+  SessionMeta,
+  SessionRecord,
+  SessionStore,
+  StoreContext,
+  StoreTimingOptions,
+} from './store.ts'

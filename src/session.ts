@@ -1,0 +1,278 @@
+/** @module The Session a handler reads and writes: data, change tracking, flash, regenerate, destroy. No I/O. */
+
+import { SessionError } from './errors.ts'
+import type { SessionData, SessionMeta } from './store.ts'
+
+/** Deepest nesting accepted in a value, so a hostile structure cannot exhaust the stack. */
+const MAX_DEPTH = 64
+
+/**
+ * The internal state of a session, shared with the sessions layer (which owns loading and committing).
+ * Not part of the public API.
+ */
+export interface SessionState {
+  id: string
+  isNew: boolean
+  meta: SessionMeta
+  /** Null-prototype object: keys such as `__proto__` are plain data. */
+  data: SessionData
+  /** Keys changed since load (or the last commit): true when set, false when deleted. */
+  changes: Map<string, boolean>
+  /** Keys whose value is a flash (removed by their next read). */
+  flash: Set<string>
+  flashChanged: boolean
+  /** The id this session had before `regenerate()`; its record is replaced at commit. */
+  previousId: string | null
+  destroyed: boolean
+  touchRequested: boolean
+  /** What the sessions layer learnt from the request; not touched by the Session itself. */
+  origin: SessionOrigin
+}
+
+/** Where a session came from: owned by the sessions layer. */
+export interface SessionOrigin {
+  /** The request URL (decides `Secure: 'auto'`). */
+  url: string
+  /** The `env` given to `load()`, passed on to the store. */
+  env: unknown
+  /** Storage key of the record this session was loaded from (server stores); null when none. */
+  key: string | null
+  /** The cookie was signed or sealed under an older secret: re-issue it. */
+  rotated: boolean
+  /** The signed cookie value naming this session, when it is current (not rotated): re-sent without signing. */
+  signed: string | null
+  /** Names of the session's cookies the request carried (chunks included), to clear or replace. */
+  cookies: string[]
+}
+
+export const STATE: unique symbol = Symbol('edge-session.state')
+
+/** Options of {@link Session.regenerate}. */
+export interface RegenerateOptions<Data> {
+  /** Keys to carry into the new session; all of them when omitted. */
+  keep?: ReadonlyArray<keyof Data & string>
+}
+
+/**
+ * One user's session for one request. Reads are synchronous; nothing reaches the store until
+ * `sessions.commit(session, response)`.
+ *
+ * Values must be plain JSON data (null, booleans, finite numbers, strings, arrays, plain objects). They are
+ * copied in on `set` and out on `get`: change a value by setting it again.
+ */
+export class Session<Data extends object = SessionData> {
+  readonly [STATE]: SessionState
+  readonly #createId: () => string
+
+  /** @internal Created by `sessions.load()`. */
+  constructor(state: SessionState, createId: () => string) {
+    this[STATE] = state
+    this.#createId = createId
+  }
+
+  /** The session id. It changes on `regenerate()`. For a store-backed session it is the secret the cookie proves. */
+  get id(): string {
+    return this[STATE].id
+  }
+
+  /** True when no stored session was found for this request: a new visitor, or an expired or invalid cookie. */
+  get isNew(): boolean {
+    return this[STATE].isNew
+  }
+
+  /** Creation time, ms since the epoch (on the sessions' clock). */
+  get createdAt(): number {
+    return this[STATE].meta.createdAt
+  }
+
+  /** When the session ends unless extended by activity, ms since the epoch. */
+  get expiresAt(): number {
+    return this[STATE].meta.expiresAt
+  }
+
+  /** True after `destroy()`. */
+  get destroyed(): boolean {
+    return this[STATE].destroyed
+  }
+
+  /** The value of `key` (a copy), or undefined. Reading a flash value removes it. */
+  get<K extends keyof Data & string>(key: K): Data[K] | undefined {
+    const state = this[STATE]
+    const value = state.data[key]
+    if (state.flash.has(key)) {
+      this.#remove(key)
+      return value as Data[K]
+    }
+    return copyOut(value) as Data[K] | undefined
+  }
+
+  /** Sets `key`. `undefined` deletes it. Throws `ERR_SERIALIZE` for a value that is not plain JSON data. */
+  set<K extends keyof Data & string>(key: K, value: Data[K] | undefined): this {
+    this.#assertActive('set')
+    if (value === undefined) return this.delete(key)
+    const state = this[STATE]
+    state.data[key] = copyIn(value, key)
+    state.changes.set(key, true)
+    if (state.flash.delete(key)) state.flashChanged = true
+    return this
+  }
+
+  /** Removes `key`. */
+  delete<K extends keyof Data & string>(key: K): this {
+    this.#assertActive('delete')
+    if (Object.hasOwn(this[STATE].data, key)) this.#remove(key)
+    return this
+  }
+
+  /** True when `key` holds a value. Does not consume a flash. */
+  has<K extends keyof Data & string>(key: K): boolean {
+    return Object.hasOwn(this[STATE].data, key)
+  }
+
+  /** A copy of all data. Does not consume flashes. */
+  all(): Partial<Data> {
+    return structuredClone({ ...this[STATE].data }) as Partial<Data>
+  }
+
+  /** Sets a value that the next `get(key)`, in this request or a later one, returns once and removes. */
+  flash<K extends keyof Data & string>(key: K, value: Data[K]): this {
+    this.set(key, value)
+    const state = this[STATE]
+    state.flash.add(key)
+    state.flashChanged = true
+    return this
+  }
+
+  /**
+   * Gives the session a new id, keeping its data (or only `keep`). At commit the new record is written, the old
+   * one deleted and the new cookie sent. Call it when privileges change (log in, log out) to defeat session
+   * fixation.
+   */
+  regenerate(options: RegenerateOptions<Data> = {}): this {
+    this.#assertActive('regenerate')
+    const state = this[STATE]
+    if (options.keep) {
+      const kept: SessionData = Object.create(null)
+      for (const key of options.keep) if (Object.hasOwn(state.data, key)) kept[key] = state.data[key]
+      for (const key of state.flash) if (!Object.hasOwn(kept, key)) state.flash.delete(key)
+      state.data = kept
+    }
+    if (!state.isNew && state.previousId === null) state.previousId = state.id
+    state.id = this.#createId()
+    state.changes.clear()
+    state.flashChanged = true
+    return this
+  }
+
+  /** Ends the session: at commit its record is deleted and its cookie cleared. Later writes throw `ERR_DESTROYED`. */
+  destroy(): void {
+    const state = this[STATE]
+    state.destroyed = true
+    state.data = Object.create(null)
+    state.changes.clear()
+    state.flash.clear()
+  }
+
+  /** Extends the session's deadline at commit even if nothing changed (still at most once per store limit). */
+  touch(): this {
+    this.#assertActive('touch')
+    this[STATE].touchRequested = true
+    return this
+  }
+
+  #remove(key: string): void {
+    const state = this[STATE]
+    delete state.data[key]
+    state.changes.set(key, false)
+    if (state.flash.delete(key)) state.flashChanged = true
+  }
+
+  #assertActive(operation: string): void {
+    if (this[STATE].destroyed) {
+      throw new SessionError('ERR_DESTROYED', `Cannot ${operation}: the session was destroyed`)
+    }
+  }
+}
+
+/** A fresh, empty session state. */
+export function createState(id: string, meta: SessionMeta, origin: SessionOrigin): SessionState {
+  return {
+    id,
+    isNew: true,
+    meta,
+    data: Object.create(null),
+    changes: new Map(),
+    flash: new Set(),
+    flashChanged: false,
+    previousId: null,
+    destroyed: false,
+    touchRequested: false,
+    origin,
+  }
+}
+
+/** The state of a session loaded from a record. `data` is adopted, not copied. */
+export function loadedState(
+  id: string,
+  data: SessionData,
+  meta: SessionMeta,
+  origin: SessionOrigin,
+): SessionState {
+  const state = createState(id, meta, origin)
+  state.isNew = false
+  state.data = Object.assign(Object.create(null), data)
+  if (meta.flash) for (const key of meta.flash) if (Object.hasOwn(data, key)) state.flash.add(key)
+  return state
+}
+
+function copyOut(value: unknown): unknown {
+  return typeof value === 'object' && value !== null ? structuredClone(value) : value
+}
+
+/**
+ * A plain-JSON copy of `value`, or `ERR_SERIALIZE`. Stricter than JSON.stringify, which would silently turn
+ * NaN into null, drop undefined and functions, and turn a Date into a string: data must come back as it went in.
+ */
+export function copyIn(value: unknown, key: string): unknown {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value
+  if (typeof value === 'number') {
+    if (Number.isFinite(value)) return value
+    throw serializeError(key, key, 'a non-finite number')
+  }
+  assertJson(value, key, 0, [])
+  return JSON.parse(JSON.stringify(value))
+}
+
+function assertJson(value: unknown, path: string, depth: number, ancestors: object[]): void {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw serializeError(path, path, 'a non-finite number')
+    return
+  }
+  if (typeof value !== 'object') throw serializeError(path, path, `a ${typeof value}`)
+  if (depth >= MAX_DEPTH) throw serializeError(path, path, `nested deeper than ${MAX_DEPTH} levels`)
+  if (ancestors.includes(value)) throw serializeError(path, path, 'a circular reference')
+  ancestors.push(value)
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      if (!(i in value)) throw serializeError(path, `${path}[${i}]`, 'a hole in an array')
+      assertJson(value[i], `${path}[${i}]`, depth + 1, ancestors)
+    }
+  } else {
+    const proto = Object.getPrototypeOf(value)
+    if (proto !== Object.prototype && proto !== null) {
+      throw serializeError(path, path, `an instance of ${value.constructor?.name ?? 'a class'}`)
+    }
+    for (const key of Reflect.ownKeys(value)) {
+      if (typeof key !== 'string') throw serializeError(path, path, 'a symbol key')
+      const item = (value as Record<string, unknown>)[key]
+      if (item === undefined) throw serializeError(path, `${path}.${key}`, 'undefined')
+      assertJson(item, `${path}.${key}`, depth + 1, ancestors)
+    }
+  }
+  ancestors.pop()
+}
+
+function serializeError(key: string, path: string, what: string): SessionError {
+  return new SessionError('ERR_SERIALIZE', `Session value "${key}" is not JSON data: ${path} is ${what}`)
+}

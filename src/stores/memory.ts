@@ -1,0 +1,184 @@
+/** @module memoryStore(): sessions in this process's memory, for one instance, development and tests. */
+
+import { SessionError } from '../errors.ts'
+import type { RecordPatch, ServerStore, SessionMeta, SessionRecord } from '../store.ts'
+
+export interface MemoryStoreOptions {
+  /**
+   * Most sessions kept at once. Past it, the sessions nearest their deadline are evicted first, so a flood of
+   * new sessions cannot exhaust memory. Default 10 000.
+   */
+  maxSessions?: number
+}
+
+interface Entry {
+  record: SessionRecord
+  /** Store-clock deadline (`Date.now()` + the TTL it was given): when this process may forget the record. */
+  deadline: number
+}
+
+/**
+ * Keeps sessions in a Map in this process. Records vanish with the process and are not shared between
+ * instances: use it for one server, development and tests.
+ *
+ * Expired records are removed as they are met and swept on every write, with no timer, so an idle process is not
+ * kept alive. Patches apply to the live record: concurrent requests that change different keys both persist.
+ *
+ * @param options `maxSessions`, the bound on records kept.
+ * @example
+ * ```ts
+ * const sessions = createSessions({ store: memoryStore({ maxSessions: 50_000 }), secrets })
+ * ```
+ * @see {@link ServerStore} for the contract it implements.
+ */
+export function memoryStore(options: MemoryStoreOptions = {}): ServerStore & { readonly size: number } {
+  const maxSessions = options.maxSessions ?? 10_000
+  if (!Number.isInteger(maxSessions) || maxSessions < 1) {
+    throw new SessionError('ERR_CONFIG', `maxSessions must be a positive integer, got ${String(maxSessions)}`)
+  }
+  const entries = new Map<string, Entry>()
+  const deadlines = new DeadlineHeap()
+
+  const live = (key: string): Entry | undefined => {
+    const entry = entries.get(key)
+    if (entry && entry.deadline <= Date.now()) {
+      entries.delete(key)
+      return undefined
+    }
+    return entry
+  }
+
+  const put = (key: string, record: SessionRecord, ttl: number): void => {
+    const deadline = Date.now() + ttl
+    const entry = entries.get(key)
+    if (entry) {
+      entry.record = record
+      entry.deadline = deadline
+    } else {
+      entries.set(key, { record, deadline })
+    }
+    deadlines.push(deadline, key)
+  }
+
+  // Drops expired records, then the nearest deadlines while over the bound. A heap entry whose deadline no
+  // longer matches its record is stale (the record was extended or deleted) and is skipped.
+  const sweep = (): void => {
+    const now = Date.now()
+    for (;;) {
+      const top = deadlines.peek()
+      if (!top) break
+      const entry = entries.get(top.key)
+      if (!entry || entry.deadline !== top.deadline) {
+        deadlines.pop()
+        continue
+      }
+      if (top.deadline > now && entries.size <= maxSessions) break
+      deadlines.pop()
+      entries.delete(top.key)
+    }
+    if (deadlines.size > 2 * entries.size + 1024) deadlines.rebuild(entries)
+  }
+
+  return {
+    kind: 'server',
+    name: 'memory',
+    get size() {
+      return entries.size
+    },
+    async get(key) {
+      const entry = live(key)
+      return entry ? { data: { ...entry.record.data }, meta: entry.record.meta } : null
+    },
+    async set(key, record, ttl, _ctx, replaces) {
+      if (replaces !== undefined) {
+        if (!live(replaces)) return false
+        entries.delete(replaces)
+      }
+      put(key, { data: { ...record.data }, meta: record.meta }, ttl)
+      sweep()
+      return true
+    },
+    async patch(key, patch: RecordPatch, ttl) {
+      const entry = live(key)
+      if (!entry) return false
+      const data = { ...entry.record.data }
+      for (const field of patch.delete) delete data[field]
+      for (const field in patch.set) data[field] = patch.set[field]
+      put(key, { data, meta: patch.meta }, ttl)
+      sweep()
+      return true
+    },
+    async touch(key, meta: SessionMeta, ttl) {
+      const entry = live(key)
+      if (!entry) return false
+      put(key, { data: entry.record.data, meta }, ttl)
+      return true
+    },
+    async delete(key) {
+      entries.delete(key)
+    },
+    async count() {
+      sweep()
+      return entries.size
+    },
+  }
+}
+
+interface HeapItem {
+  deadline: number
+  key: string
+}
+
+/** A binary min-heap of (deadline, key), with stale entries skipped lazily by the caller. */
+class DeadlineHeap {
+  #items: HeapItem[] = []
+
+  get size(): number {
+    return this.#items.length
+  }
+
+  peek(): HeapItem | undefined {
+    return this.#items[0]
+  }
+
+  push(deadline: number, key: string): void {
+    const items = this.#items
+    const item = { deadline, key }
+    let i = items.length
+    items.push(item)
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      const parent = items[p] as HeapItem
+      if (parent.deadline <= deadline) break
+      items[i] = parent
+      i = p
+    }
+    items[i] = item
+  }
+
+  pop(): void {
+    const items = this.#items
+    const last = items.pop()
+    if (!last || items.length === 0) return
+    const n = items.length
+    let i = 0
+    for (;;) {
+      const left = 2 * i + 1
+      if (left >= n) break
+      const right = left + 1
+      const c =
+        right < n && (items[right] as HeapItem).deadline < (items[left] as HeapItem).deadline ? right : left
+      const child = items[c] as HeapItem
+      if (child.deadline >= last.deadline) break
+      items[i] = child
+      i = c
+    }
+    items[i] = last
+  }
+
+  /** Rebuilds from the live entries, dropping stale ones, when rewrites have piled them up. */
+  rebuild(entries: Map<string, Entry>): void {
+    this.#items = []
+    for (const [key, entry] of entries) this.push(entry.deadline, key)
+  }
+}
