@@ -1,0 +1,81 @@
+/** @module The memory store: conformance, its bound under a flood, and sweeping without a timer. */
+
+import { createSessions } from 'edge-session'
+import { memoryStore } from 'edge-session/stores/memory'
+import { describe, expect, it } from 'vitest'
+import { describeStoreConformance } from '../conformance.ts'
+import { CookieJar } from '../support/jar.ts'
+
+describeStoreConformance({
+  name: 'memory',
+  kind: 'server',
+  createStore: () => memoryStore(),
+  realTimeExpiry: true,
+})
+
+const ctx = { env: undefined, signal: new AbortController().signal }
+const meta = (expiresAt = 0) => ({ createdAt: 0, lastSeenAt: 0, expiresAt })
+
+describe('memoryStore', () => {
+  it('holds its bound under a flood of new sessions, evicting the nearest deadlines first', async () => {
+    const store = memoryStore({ maxSessions: 100 })
+    await store.set('long-lived', { data: { keep: true }, meta: meta() }, 3_600_000, ctx)
+    const sessions = createSessions({ store, secrets: 'a-secret-of-at-least-32-characters!!' })
+    for (let i = 0; i < 1000; i++) {
+      const s = await sessions.load(new Request('https://app.example/'))
+      s.set('i', i)
+      await sessions.commit(s, new Response())
+      expect(store.size).toBeLessThanOrEqual(100)
+    }
+    expect(await store.count(ctx)).toBe(100)
+    // New sessions expire in 30 minutes: the hour-long record outlives every one of them.
+    expect(await store.get('long-lived', ctx)).toEqual({ data: { keep: true }, meta: meta() })
+  })
+
+  it('applies patches to the live record', async () => {
+    const store = memoryStore()
+    await store.set('k', { data: { a: 1, b: 2 }, meta: meta() }, 60_000, ctx)
+    expect(await store.patch('k', { set: { c: 3 }, delete: ['a'], meta: meta(5) }, 60_000, ctx)).toBe(true)
+    expect(await store.patch('k', { set: { d: 4 }, delete: [], meta: meta(6) }, 60_000, ctx)).toBe(true)
+    expect(await store.get('k', ctx)).toEqual({ data: { b: 2, c: 3, d: 4 }, meta: meta(6) })
+    expect(await store.patch('missing', { set: { a: 1 }, delete: [], meta: meta() }, 60_000, ctx)).toBe(false)
+    expect(await store.get('missing', ctx)).toBeNull()
+  })
+
+  it('does not let a caller change a stored record through the object it gave or got', async () => {
+    const store = memoryStore()
+    const data: Record<string, unknown> = { a: 1 }
+    await store.set('k', { data, meta: meta() }, 60_000, ctx)
+    data.a = 2
+    const got = await store.get('k', ctx)
+    if (got) got.data.a = 3
+    expect((await store.get('k', ctx))?.data).toEqual({ a: 1 })
+  })
+
+  it('sweeps expired records on later writes, with no timer of its own', async () => {
+    const store = memoryStore()
+    for (let i = 0; i < 50; i++) await store.set(`short-${i}`, { data: {}, meta: meta() }, 20, ctx)
+    expect(store.size).toBe(50)
+    await new Promise((resolve) => setTimeout(resolve, 40))
+    await store.set('fresh', { data: {}, meta: meta() }, 60_000, ctx)
+    expect(store.size).toBe(1)
+  })
+
+  it('refuses a bound that is not a positive integer', () => {
+    for (const maxSessions of [0, -1, 1.5, Number.NaN]) {
+      expect(() => memoryStore({ maxSessions })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG' }))
+    }
+  })
+
+  it('is shared by two sessions instances in one process (one cookie works on both)', async () => {
+    const store = memoryStore()
+    const secrets = 'a-secret-of-at-least-32-characters!!'
+    const a = createSessions({ store, secrets })
+    const b = createSessions({ store, secrets })
+    const jar = new CookieJar()
+    const s = await a.load(jar.request())
+    s.set('user', 'ada')
+    jar.update(await a.commit(s, new Response()))
+    expect((await b.load(jar.request())).get('user')).toBe('ada')
+  })
+})

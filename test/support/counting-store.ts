@@ -1,0 +1,54 @@
+/** @module Wraps a server store to record every call the sessions layer makes to it. */
+
+import type { ServerStore } from 'edge-session'
+
+export interface StoreCall {
+  method: 'get' | 'set' | 'patch' | 'touch' | 'delete' | 'count'
+  key?: string
+  ttl?: number
+  replaces?: string
+}
+
+/** The same store, recording its calls in `calls` (clear it between steps with `calls.length = 0`). */
+export function countingStore(store: ServerStore): ServerStore & { calls: StoreCall[] } {
+  const calls: StoreCall[] = []
+  const wrapped: ServerStore & { calls: StoreCall[] } = {
+    kind: 'server',
+    name: store.name,
+    calls,
+    get: (key, ctx) => {
+      calls.push({ method: 'get', key })
+      return store.get(key, ctx)
+    },
+    set: (key, record, ttl, ctx, replaces) => {
+      calls.push({ method: 'set', key, ttl, ...(replaces ? { replaces } : {}) })
+      return store.set(key, record, ttl, ctx, replaces)
+    },
+    patch: (key, patch, ttl, ctx) => {
+      calls.push({ method: 'patch', key, ttl })
+      return store.patch(key, patch, ttl, ctx)
+    },
+    delete: (key, ctx) => {
+      calls.push({ method: 'delete', key })
+      return store.delete(key, ctx)
+    },
+  }
+  if (store.minTtl !== undefined) Object.assign(wrapped, { minTtl: store.minTtl })
+  if (store.minTouchInterval !== undefined)
+    Object.assign(wrapped, { minTouchInterval: store.minTouchInterval })
+  if (store.validate) wrapped.validate = store.validate.bind(store)
+  const { touch, count } = store
+  if (touch) {
+    wrapped.touch = (key, meta, ttl, ctx) => {
+      calls.push({ method: 'touch', key, ttl })
+      return touch.call(store, key, meta, ttl, ctx)
+    }
+  }
+  if (count) {
+    wrapped.count = (ctx) => {
+      calls.push({ method: 'count' })
+      return count.call(store, ctx)
+    }
+  }
+  return wrapped
+}
