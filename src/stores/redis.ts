@@ -1,0 +1,313 @@
+/** @module The Redis side of the Redis-backed stores: record layout, Lua scripts and value encoding. */
+
+import { SessionError } from '../errors.ts'
+import type { RecordPatch, ServerStore, SessionData, SessionMeta, SessionRecord } from '../store.ts'
+
+/**
+ * What a client adapter (Upstash over HTTP, a TCP client later) provides: two operations, one round trip each.
+ * Replies are passed on as the client gives them; the store validates their shape and throws on anything else.
+ *
+ * Scripts go whole with EVAL, not EVALSHA: one round trip always, even to a server that has not cached them yet
+ * (after a restart, a failover or SCRIPT FLUSH), where EVALSHA would cost a NOSCRIPT answer and a second trip.
+ * They are a few hundred bytes, and Redis caches the compiled script by its digest either way.
+ */
+export interface RedisCommands {
+  /** `HGETALL key`: Redis's flat `[field, value, ...]` array, or an object of those pairs, or null when empty. */
+  hgetall(key: string, signal: AbortSignal): Promise<unknown>
+  /** `EVAL script numkeys ...keys ...args`: the script's reply, integers as numbers. */
+  eval(
+    script: string,
+    keys: readonly string[],
+    args: readonly string[],
+    signal: AbortSignal,
+  ): Promise<unknown>
+}
+
+export interface RedisStoreOptions {
+  /** The store's `name`: `'upstash'`, `'redis'`. */
+  name: string
+  /** Put before every key this store writes. */
+  prefix: string
+  commands: RedisCommands
+}
+
+/*
+ * Layout. A session is one hash under `prefix + key`:
+ *   d:<data key>   one field per data key
+ *   m:createdAt, m:lastSeenAt, m:expiresAt, m:flash (only when not empty)   the metadata
+ * and its TTL (PEXPIRE) follows the nearer deadline. The namespaces keep any data key apart from the metadata.
+ *
+ * Every value is `j` + its JSON. The leading letter makes the stored text never valid JSON nor a number, so a
+ * client that parses replies (@upstash/redis's automaticDeserialization turns "1.5" into 1.5 and '{"a":1}' into
+ * an object) hands it back untouched, and values round-trip exactly whatever the client's settings. The letter
+ * also names the encoding, should another ever be needed.
+ *
+ * Live sessions are counted in a sorted set under `prefix + '#live'` ('#' is not base64url, so it cannot be a
+ * session key), member = the hashed key, score = the deadline of the record's TTL.
+ */
+const DATA = 'd:'
+const CREATED_AT = 'm:createdAt'
+const LAST_SEEN_AT = 'm:lastSeenAt'
+const EXPIRES_AT = 'm:expiresAt'
+const FLASH = 'm:flash'
+const ENCODING = 'j'
+/** The sorted set of live sessions, after the prefix. */
+export const LIVE_SET = '#live'
+
+/*
+ * Redis does not roll a script back when a command in it fails: the commands before stay applied. So each
+ * script checks first that its keys hold what it will write (`check`, raising WRONGTYPE before any write), and
+ * after that runs only commands that cannot fail (out of memory, Redis refuses a script's first write, never a
+ * later one). A write is then applied whole or not at all.
+ */
+const LUA_CHECK = `
+local function check(key, wanted)
+  local held = redis.call('TYPE', key)['ok']
+  if held ~= wanted and held ~= 'none' then
+    error({err = 'WRONGTYPE ' .. key .. ' holds a ' .. held .. ', not a ' .. wanted})
+  end
+end
+`
+
+/*
+ * Scores are deadlines on Redis's own clock (TIME, inside the script) plus the TTL in ms: the clock PEXPIRE
+ * counts on, so a member lapses from the count when its key expires. Stores get relative TTLs because the
+ * sessions' clock (the injected `now`) may differ from any server's; scores on that clock could not be compared
+ * with Redis's when pruning, and scores on each worker's clock would drift between instances.
+ *
+ * `hcall` sends ARGV in slices because `unpack` is bounded by Lua's C stack (LUAI_MAXCSTACK, 8000); the slice
+ * length is even so that HSET slices keep field/value pairs whole.
+ */
+const LUA_WRITE = `${LUA_CHECK}
+local function hcall(command, key, first, last)
+  for i = first, last, 4000 do
+    redis.call(command, key, unpack(ARGV, i, math.min(i + 3999, last)))
+  end
+end
+local function track(live, member, ttl)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', live, '-inf', '(' .. string.format('%.0f', now))
+  redis.call('ZADD', live, string.format('%.0f', now + ttl), member)
+  if redis.call('PTTL', live) < ttl then redis.call('PEXPIRE', live, ttl) end
+end
+`
+
+/*
+ * set: KEYS record, live set[, replaced record]; ARGV ttl, member, replaced member (or ''), field/value pairs.
+ * With a replaced record (regenerate) nothing is written unless it still exists: a concurrent destroy stands.
+ */
+const SET_SCRIPT = `${LUA_WRITE}
+check(KEYS[2], 'zset')
+local ttl = tonumber(ARGV[1])
+if KEYS[3] then
+  if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+  redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+end
+redis.call('DEL', KEYS[1])
+hcall('HSET', KEYS[1], 4, #ARGV)
+redis.call('PEXPIRE', KEYS[1], ttl)
+track(KEYS[2], ARGV[2], ttl)
+return 1
+`
+
+/*
+ * patch and touch: KEYS record, live set; ARGV ttl, member, number of pairs n, n field/value pairs, fields to
+ * delete. A missing record is not recreated (HSET alone would): REST has no WATCH, so the check runs in here.
+ */
+const PATCH_SCRIPT = `${LUA_WRITE}
+check(KEYS[1], 'hash')
+check(KEYS[2], 'zset')
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 0
+end
+local ttl = tonumber(ARGV[1])
+local last = 3 + 2 * tonumber(ARGV[3])
+hcall('HDEL', KEYS[1], last + 1, #ARGV)
+hcall('HSET', KEYS[1], 4, last)
+redis.call('PEXPIRE', KEYS[1], ttl)
+track(KEYS[2], ARGV[2], ttl)
+return 1
+`
+
+/** delete: KEYS record, live set; ARGV member. */
+const DELETE_SCRIPT = `${LUA_CHECK}
+check(KEYS[2], 'zset')
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+`
+
+/** count: KEYS live set. Prunes the members past their deadline (Redis's clock, as above), then counts. */
+const COUNT_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now))
+return redis.call('ZCARD', KEYS[1])
+`
+
+/**
+ * A {@link ServerStore} over Redis hashes, for any client that can run HGETALL and EVAL. Every call is one round
+ * trip; writes run as one Lua script, so each is atomic and none is ever half-applied.
+ */
+export function createRedisStore({ name, prefix, commands }: RedisStoreOptions): ServerStore {
+  if (typeof prefix !== 'string') {
+    throw new SessionError('ERR_CONFIG', `the ${name} store's prefix must be a string`)
+  }
+  const live = prefix + LIVE_SET
+
+  return {
+    kind: 'server',
+    name,
+
+    async get(key, { signal }) {
+      return decodeRecord(await commands.hgetall(prefix + key, signal))
+    },
+
+    async set(key, record, ttl, { signal }, replaces) {
+      const keys = [prefix + key, live]
+      if (replaces !== undefined) keys.push(prefix + replaces)
+      const args = [ttlArg(ttl), key, replaces ?? '', ...dataFields(record.data), ...metaFields(record.meta)]
+      return written(await commands.eval(SET_SCRIPT, keys, args, signal))
+    },
+
+    async patch(key, patch: RecordPatch, ttl, { signal }) {
+      const pairs = [...dataFields(patch.set), ...metaFields(patch.meta)]
+      const deleted = patch.delete.map((field) => DATA + field)
+      if (!hasFlash(patch.meta)) deleted.push(FLASH)
+      const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs, ...deleted]
+      return written(await commands.eval(PATCH_SCRIPT, [prefix + key, live], args, signal))
+    },
+
+    // The metadata and the TTL only: the data fields are not sent, so a touch cannot undo a concurrent write.
+    async touch(key, meta: SessionMeta, ttl, { signal }) {
+      const pairs = metaFields(meta)
+      const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs]
+      if (!hasFlash(meta)) args.push(FLASH)
+      return written(await commands.eval(PATCH_SCRIPT, [prefix + key, live], args, signal))
+    },
+
+    async delete(key, { signal }) {
+      await commands.eval(DELETE_SCRIPT, [prefix + key, live], [key], signal)
+    },
+
+    async count({ signal }) {
+      const reply = await commands.eval(COUNT_SCRIPT, [live], [], signal)
+      if (typeof reply !== 'number' || !Number.isSafeInteger(reply) || reply < 0)
+        throw unexpected('count', reply)
+      return reply
+    },
+  }
+}
+
+/** Encodes one value: see the layout note above. */
+export function encodeValue(value: unknown): string {
+  const json = JSON.stringify(value)
+  if (json === undefined) throw new TypeError('a session value must be JSON data')
+  return ENCODING + json
+}
+
+/** The value `encodeValue` made, or undefined when `stored` is not one. */
+export function decodeValue(stored: unknown): unknown {
+  if (typeof stored !== 'string' || !stored.startsWith(ENCODING)) return undefined
+  try {
+    return JSON.parse(stored.slice(ENCODING.length))
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The record in an HGETALL reply, or null when there is none, or when the hash is not a whole record this store
+ * wrote (a value it cannot decode, missing metadata): such a hash cannot be trusted, and the sessions layer then
+ * starts a fresh session. A reply of the wrong shape is the client's failure, and throws.
+ */
+export function decodeRecord(reply: unknown): SessionRecord | null {
+  const entries = hashEntries(reply)
+  const data: [string, unknown][] = []
+  const meta = new Map<string, unknown>()
+  for (const [field, stored] of entries) {
+    const isData = field.startsWith(DATA)
+    if (!isData && !field.startsWith('m:')) continue
+    const value = decodeValue(stored)
+    if (value === undefined) return null
+    if (isData) data.push([field.slice(DATA.length), value])
+    else meta.set(field, value)
+  }
+  const createdAt = meta.get(CREATED_AT)
+  const lastSeenAt = meta.get(LAST_SEEN_AT)
+  const expiresAt = meta.get(EXPIRES_AT)
+  const flash = meta.get(FLASH)
+  if (!isTime(createdAt) || !isTime(lastSeenAt) || !isTime(expiresAt)) return null
+  if (flash !== undefined && !(Array.isArray(flash) && flash.every((key) => typeof key === 'string')))
+    return null
+  return {
+    // fromEntries defines own properties, so a data key such as "__proto__" stays data.
+    data: Object.fromEntries(data) as SessionData,
+    meta: { createdAt, lastSeenAt, expiresAt, ...(flash !== undefined && flash.length > 0 ? { flash } : {}) },
+  }
+}
+
+function hashEntries(reply: unknown): [string, unknown][] {
+  if (reply === null) return []
+  if (Array.isArray(reply)) {
+    if (reply.length % 2 !== 0) throw unexpected('HGETALL', reply)
+    const entries: [string, unknown][] = []
+    for (let i = 0; i < reply.length; i += 2) {
+      const field = reply[i]
+      if (typeof field !== 'string') throw unexpected('HGETALL', reply)
+      entries.push([field, reply[i + 1]])
+    }
+    return entries
+  }
+  if (typeof reply === 'object') return Object.entries(reply)
+  throw unexpected('HGETALL', reply)
+}
+
+function dataFields(data: SessionData): string[] {
+  const fields: string[] = []
+  for (const [key, value] of Object.entries(data)) fields.push(DATA + key, encodeValue(value))
+  return fields
+}
+
+function metaFields(meta: SessionMeta): string[] {
+  const fields = [
+    CREATED_AT,
+    encodeValue(meta.createdAt),
+    LAST_SEEN_AT,
+    encodeValue(meta.lastSeenAt),
+    EXPIRES_AT,
+    encodeValue(meta.expiresAt),
+  ]
+  if (hasFlash(meta)) fields.push(FLASH, encodeValue(meta.flash))
+  return fields
+}
+
+function hasFlash(meta: SessionMeta): boolean {
+  return meta.flash !== undefined && meta.flash.length > 0
+}
+
+function isTime(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value)
+}
+
+/** PEXPIRE takes whole milliseconds; a fraction is rounded up, so a record lives at least as long as asked. */
+function ttlArg(ttl: number): string {
+  if (!(ttl > 0) || !Number.isFinite(ttl))
+    throw new RangeError(`a TTL must be a positive number of ms, got ${ttl}`)
+  return String(Math.ceil(ttl))
+}
+
+/** The 1 or 0 of the write scripts; anything else (a client that swallowed an abort, say) is a failure. */
+function written(reply: unknown): boolean {
+  if (reply === 1) return true
+  if (reply === 0) return false
+  throw unexpected('write', reply)
+}
+
+function unexpected(what: string, reply: unknown): Error {
+  const shown = typeof reply === 'string' ? reply.slice(0, 100) : JSON.stringify(reply)?.slice(0, 100)
+  return new TypeError(`unexpected ${what} reply from Redis: ${shown}`)
+}

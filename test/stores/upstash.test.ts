@@ -1,0 +1,440 @@
+/** @module upstashStore() against a real redis-server, through the local Upstash REST endpoint. */
+import { randomBytes } from 'node:crypto'
+import type { Redis } from '@upstash/redis'
+import { Redis as CloudflareRedis } from '@upstash/redis/cloudflare'
+import type { RecordPatch, SessionMeta, SessionRecord, StoreContext } from 'edge-session'
+import { upstashStore } from 'edge-session/stores/upstash'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
+import { RespStatus } from '../support/resp.ts'
+
+let local: LocalUpstash
+
+beforeAll(async () => {
+  local = await startLocalUpstash()
+})
+
+afterAll(async () => {
+  await local?.stop()
+})
+
+beforeEach(async () => {
+  if (!local.endpoint.listening) await local.endpoint.start()
+  await local.reset()
+})
+
+const ctx = (): StoreContext => ({ env: undefined, signal: new AbortController().signal })
+/** A storage key as the sessions layer makes them: base64url of 32 bytes. */
+const newKey = () => randomBytes(32).toString('base64url')
+const HOUR = 3_600_000
+
+// Deliberately far from Redis's clock: the store must copy these, never judge by them.
+const meta = (over: Partial<SessionMeta> = {}): SessionMeta => ({
+  createdAt: 946_684_800_000,
+  lastSeenAt: 946_684_800_000,
+  expiresAt: 946_686_600_000,
+  ...over,
+})
+
+const record = (data: Record<string, unknown>, over: Partial<SessionMeta> = {}): SessionRecord => ({
+  data,
+  meta: meta(over),
+})
+
+const patch = (
+  set: Record<string, unknown>,
+  del: string[] = [],
+  over: Partial<SessionMeta> = {},
+): RecordPatch => ({
+  set,
+  delete: del,
+  meta: meta(over),
+})
+
+/** Redis's view of a hash, fields to text. */
+async function hash(key: string): Promise<Record<string, string>> {
+  const reply = await local.direct('HGETALL', key)
+  const fields: Record<string, string> = {}
+  if (!Array.isArray(reply)) throw new Error('not an array')
+  for (let i = 0; i < reply.length; i += 2) fields[String(reply[i])] = String(reply[i + 1])
+  return fields
+}
+
+const pttl = async (key: string) => Number(await local.direct('PTTL', key))
+
+/** Every value shape a session may hold, with the strings a parsing client would mangle. */
+const tricky: Record<string, unknown> = {
+  decimalString: '1.5',
+  integerString: '42',
+  hugeIntegerString: '123456789012345678901234567890',
+  jsonObjectString: '{"a":1}',
+  jsonArrayString: '[1,2]',
+  trueString: 'true',
+  nullString: 'null',
+  quotedString: '"quoted"',
+  empty: '',
+  spaces: '  7  ',
+  unicode: 'héllo ✓ 🎉 \u0000 end',
+  number: 1.5,
+  integer: 42,
+  negative: -0.25,
+  big: 2 ** 53 - 1,
+  zero: 0,
+  yes: true,
+  no: false,
+  nothing: null,
+  nested: { a: { b: [1, '2', { c: null, d: '1.5' }] }, 'x:y': true },
+  list: ['a', 1, false, null, { k: 'v' }],
+  emptyObject: {},
+  emptyList: [],
+  __proto__key: 'no prototype games',
+}
+// A data key literally named "__proto__" must stay data.
+Object.defineProperty(tricky, '__proto__', { value: { polluted: true }, enumerable: true })
+
+describe.each([
+  ['default options', {}],
+  ['automaticDeserialization: false', { automaticDeserialization: false }],
+  ['responseEncoding: false (no base64)', { responseEncoding: false as const }],
+  ['auto-pipelining off', { enableAutoPipelining: false }],
+])('values round-trip exactly with a client with %s', (_, options) => {
+  it('through set and get', async () => {
+    const store = upstashStore({ redis: local.client(options) })
+    const key = newKey()
+    expect(await store.set(key, record(tricky, { flash: ['decimalString'] }), HOUR, ctx())).toBe(true)
+    const read = await store.get(key, ctx())
+    expect(read).toEqual(record(tricky, { flash: ['decimalString'] }))
+    expect(Object.getPrototypeOf(read?.data)).toBe(Object.prototype)
+    expect(Object.hasOwn(read?.data ?? {}, '__proto__')).toBe(true)
+    expect(read?.data.decimalString).toBe('1.5')
+    expect(read?.data.jsonObjectString).toBe('{"a":1}')
+  })
+
+  it('through patch and get', async () => {
+    const store = upstashStore({ redis: local.client(options) })
+    const key = newKey()
+    await store.set(key, record({ keep: 'me' }), HOUR, ctx())
+    expect(await store.patch(key, patch(tricky), HOUR, ctx())).toBe(true)
+    expect((await store.get(key, ctx()))?.data).toEqual({ keep: 'me', ...tricky })
+  })
+})
+
+describe('upstashStore', () => {
+  it('is a server store named upstash that can touch and count', () => {
+    const store = upstashStore({ redis: local.client() })
+    expect(store.kind).toBe('server')
+    expect(store.name).toBe('upstash')
+    expect(typeof store.touch).toBe('function')
+    expect(typeof store.count).toBe('function')
+  })
+
+  it('rejects a missing client at creation with ERR_CONFIG', () => {
+    expect(() => upstashStore({ redis: undefined as unknown as Redis })).toThrow(
+      expect.objectContaining({ name: 'SessionError', code: 'ERR_CONFIG' }),
+    )
+    expect(() => upstashStore({ redis: {} as Redis })).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG' }),
+    )
+  })
+
+  it('keeps a session as a hash under prefix + key: a field per data key, metadata fields, TTL as given', async () => {
+    const store = upstashStore({ redis: local.client(), prefix: 'app:s:' })
+    const key = newKey()
+    await store.set(key, record({ user: 'ada', n: 3 }, { flash: ['n'] }), 90_000, ctx())
+    expect(await local.direct('KEYS', '*')).toEqual(
+      expect.arrayContaining([Buffer.from(`app:s:${key}`), Buffer.from('app:s:#live')]),
+    )
+    expect(await local.direct('TYPE', `app:s:${key}`)).toEqual(new RespStatus('hash'))
+    expect(await hash(`app:s:${key}`)).toEqual({
+      'd:user': 'j"ada"',
+      'd:n': 'j3',
+      'm:createdAt': 'j946684800000',
+      'm:lastSeenAt': 'j946684800000',
+      'm:expiresAt': 'j946686600000',
+      'm:flash': 'j["n"]',
+    })
+    const ttl = await pttl(`app:s:${key}`)
+    expect(ttl).toBeGreaterThan(85_000)
+    expect(ttl).toBeLessThanOrEqual(90_000)
+  })
+
+  it('uses the prefix sess: by default', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const key = newKey()
+    await store.set(key, record({}), HOUR, ctx())
+    expect(await local.direct('EXISTS', `sess:${key}`)).toBe(1)
+  })
+
+  it('copies the metadata without judging it: a record past its expiresAt is still returned until its TTL', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const key = newKey()
+    await store.set(key, record({ a: 1 }, { expiresAt: 1 }), HOUR, ctx())
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1 }, { expiresAt: 1 }))
+  })
+
+  it('returns null for a missing key, and for a hash it did not write', async () => {
+    const store = upstashStore({ redis: local.client() })
+    expect(await store.get(newKey(), ctx())).toBeNull()
+    const key = newKey()
+    await local.direct('HSET', `sess:${key}`, 'd:user', 'plain text', 'm:createdAt', '1')
+    expect(await store.get(key, ctx())).toBeNull()
+    const noMeta = newKey()
+    await local.direct('HSET', `sess:${noMeta}`, 'd:user', 'j"ada"')
+    expect(await store.get(noMeta, ctx())).toBeNull()
+  })
+
+  it('set replaces a whole record: fields of the old one are gone', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const key = newKey()
+    await store.set(key, record({ a: 1, b: 2 }, { flash: ['a'] }), HOUR, ctx())
+    await store.set(key, record({ c: 3 }), HOUR, ctx())
+    expect(await store.get(key, ctx())).toEqual(record({ c: 3 }))
+    expect(Object.keys(await hash(`sess:${key}`)).sort()).toEqual([
+      'd:c',
+      'm:createdAt',
+      'm:expiresAt',
+      'm:lastSeenAt',
+    ])
+  })
+
+  it('keeps sessions with many keys (Lua argument slicing)', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const key = newKey()
+    const data = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, i]))
+    await store.set(key, record(data), HOUR, ctx())
+    expect((await store.get(key, ctx()))?.data).toEqual(data)
+    const removed = Array.from({ length: 9_000 }, (_, i) => `k${i}`)
+    const added = Object.fromEntries(Array.from({ length: 5_000 }, (_, i) => [`n${i}`, `v${i}`]))
+    expect(await store.patch(key, patch(added, removed), HOUR, ctx())).toBe(true)
+    const read = await store.get(key, ctx())
+    expect(Object.keys(read?.data ?? {})).toHaveLength(1_000 + 5_000)
+    expect(read?.data.k9999).toBe(9999)
+    expect(read?.data.n4999).toBe('v4999')
+  })
+
+  describe('patch', () => {
+    it('sets and deletes only the given keys, replaces the metadata and the TTL', async () => {
+      const store = upstashStore({ redis: local.client() })
+      const key = newKey()
+      await store.set(key, record({ a: 1, b: 2, c: 3 }, { flash: ['c'] }), 60_000, ctx())
+      const newMeta = { lastSeenAt: 946_684_900_000, expiresAt: 946_686_700_000 }
+      expect(await store.patch(key, patch({ b: 'two', d: [4] }, ['c'], newMeta), HOUR, ctx())).toBe(true)
+      expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 'two', d: [4] }, newMeta))
+      expect('m:flash' in (await hash(`sess:${key}`))).toBe(false)
+      expect(await pttl(`sess:${key}`)).toBeGreaterThan(HOUR - 5_000)
+    })
+
+    it('never recreates a deleted record', async () => {
+      const store = upstashStore({ redis: local.client() })
+      const key = newKey()
+      await store.set(key, record({ a: 1 }), HOUR, ctx())
+      await store.delete(key, ctx())
+      expect(await store.patch(key, patch({ b: 2 }), HOUR, ctx())).toBe(false)
+      expect(await local.direct('EXISTS', `sess:${key}`)).toBe(0)
+      expect(await store.get(key, ctx())).toBeNull()
+    })
+
+    it('never recreates an expired record', async () => {
+      const store = upstashStore({ redis: local.client() })
+      const key = newKey()
+      await store.set(key, record({ a: 1 }), 30, ctx())
+      await new Promise((resolve) => setTimeout(resolve, 80))
+      expect(await store.patch(key, patch({ b: 2 }), HOUR, ctx())).toBe(false)
+      expect(await local.direct('EXISTS', `sess:${key}`)).toBe(0)
+      expect(await store.count?.(ctx())).toBe(0)
+    })
+
+    it('keeps every key of 100 concurrent patches of one record', async () => {
+      for (const options of [{}, { enableAutoPipelining: false }]) {
+        const store = upstashStore({ redis: local.client(options) })
+        const key = newKey()
+        await store.set(key, record({ first: 0 }), HOUR, ctx())
+        const results = await Promise.all(
+          Array.from({ length: 100 }, (_, i) => store.patch(key, patch({ [`k${i}`]: i }), HOUR, ctx())),
+        )
+        expect(results.every((result) => result === true)).toBe(true)
+        const data = (await store.get(key, ctx()))?.data ?? {}
+        expect(Object.keys(data)).toHaveLength(101)
+        for (let i = 0; i < 100; i++) expect(data[`k${i}`]).toBe(i)
+      }
+    })
+  })
+
+  describe('touch', () => {
+    it('extends the TTL and rewrites the metadata fields, never the data', async () => {
+      const store = upstashStore({ redis: local.client() })
+      const key = newKey()
+      await store.set(key, record({ a: 1 }, { flash: ['a'] }), 60_000, ctx())
+      // Another writer changes the data after this request read it: the touch must not undo that.
+      await store.patch(key, patch({ a: 2, b: 3 }, [], { flash: ['a'] }), 60_000, ctx())
+      local.endpoint.resetCounts()
+      const touched = { lastSeenAt: 946_685_000_000, expiresAt: 946_686_800_000 }
+      expect(await store.touch?.(key, meta(touched), HOUR, ctx())).toBe(true)
+      expect(await store.get(key, ctx())).toEqual(record({ a: 2, b: 3 }, touched))
+      expect(await pttl(`sess:${key}`)).toBeGreaterThan(HOUR - 5_000)
+      const sent = JSON.stringify(local.endpoint.requests[0]?.commands)
+      expect(sent).not.toContain('d:')
+    })
+
+    it('resolves false and writes nothing for a missing record', async () => {
+      const store = upstashStore({ redis: local.client() })
+      const key = newKey()
+      expect(await store.touch?.(key, meta(), HOUR, ctx())).toBe(false)
+      expect(await local.direct('EXISTS', `sess:${key}`)).toBe(0)
+    })
+  })
+
+  describe('set with replaces (regenerate)', () => {
+    it('writes the new record and deletes the old one', async () => {
+      const store = upstashStore({ redis: local.client() })
+      const [oldKey, key] = [newKey(), newKey()]
+      await store.set(oldKey, record({ a: 1 }), HOUR, ctx())
+      expect(await store.set(key, record({ a: 1, b: 2 }), HOUR, ctx(), oldKey)).toBe(true)
+      expect(await store.get(oldKey, ctx())).toBeNull()
+      expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2 }))
+      expect(await store.count?.(ctx())).toBe(1)
+    })
+
+    it('writes nothing when the old record is gone (a concurrent destroy stands)', async () => {
+      const store = upstashStore({ redis: local.client() })
+      const [oldKey, key] = [newKey(), newKey()]
+      await store.set(oldKey, record({ a: 1 }), HOUR, ctx())
+      await store.delete(oldKey, ctx())
+      expect(await store.set(key, record({ a: 1 }), HOUR, ctx(), oldKey)).toBe(false)
+      expect(await local.direct('EXISTS', `sess:${key}`)).toBe(0)
+      expect(await store.count?.(ctx())).toBe(0)
+    })
+  })
+
+  describe('count', () => {
+    it('counts live sessions per prefix, following sets, regenerates and deletes', async () => {
+      const store = upstashStore({ redis: local.client() })
+      const other = upstashStore({ redis: local.client(), prefix: 'other:' })
+      expect(await store.count?.(ctx())).toBe(0)
+      const keys = [newKey(), newKey(), newKey()]
+      for (const key of keys) await store.set(key, record({}), HOUR, ctx())
+      await other.set(newKey(), record({}), HOUR, ctx())
+      expect(await store.count?.(ctx())).toBe(3)
+      expect(await other.count?.(ctx())).toBe(1)
+      await store.patch(keys[0] as string, patch({ a: 1 }), HOUR, ctx())
+      await store.touch?.(keys[1] as string, meta(), HOUR, ctx())
+      expect(await store.count?.(ctx())).toBe(3)
+      await store.delete(keys[2] as string, ctx())
+      expect(await store.count?.(ctx())).toBe(2)
+    })
+
+    it('prunes sessions whose TTL ran out, and scores by Redis time + TTL', async () => {
+      const store = upstashStore({ redis: local.client() })
+      const [short, long] = [newKey(), newKey()]
+      await store.set(short, record({}), 40, ctx())
+      await store.set(long, record({}), HOUR, ctx())
+      const time = (await local.direct('TIME')) as Buffer[]
+      const redisNow = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
+      const score = Number(await local.direct('ZSCORE', 'sess:#live', long))
+      expect(score).toBeGreaterThan(redisNow + HOUR - 5_000)
+      expect(score).toBeLessThanOrEqual(redisNow + HOUR)
+      expect(await store.count?.(ctx())).toBe(2)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      expect(await store.count?.(ctx())).toBe(1)
+      expect(await local.direct('ZCARD', 'sess:#live')).toBe(1)
+      expect(await local.direct('ZSCORE', 'sess:#live', short)).toBeNull()
+    })
+
+    it('lets the live set expire with its last session', async () => {
+      const store = upstashStore({ redis: local.client() })
+      await store.set(newKey(), record({}), 60_000, ctx())
+      await store.set(newKey(), record({}), 30_000, ctx())
+      const ttl = await pttl('sess:#live')
+      expect(ttl).toBeGreaterThan(55_000)
+      expect(ttl).toBeLessThanOrEqual(60_000)
+    })
+  })
+
+  it('costs one round trip and one command per call', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const [oldKey, key] = [newKey(), newKey()]
+    const calls: [string, () => Promise<unknown>][] = [
+      ['set', () => store.set(oldKey, record({ a: 1 }), HOUR, ctx())],
+      ['get', () => store.get(oldKey, ctx())],
+      ['patch', () => store.patch(oldKey, patch({ b: 2 }, ['a']), HOUR, ctx())],
+      ['touch', async () => store.touch?.(oldKey, meta(), HOUR, ctx())],
+      ['set replaces', () => store.set(key, record({ b: 2 }), HOUR, ctx(), oldKey)],
+      ['count', async () => store.count?.(ctx())],
+      ['delete', () => store.delete(key, ctx())],
+    ]
+    const trips: Record<string, [number, number]> = {}
+    for (const [name, call] of calls) {
+      local.endpoint.resetCounts()
+      await call()
+      trips[name] = [local.endpoint.requestCount, local.endpoint.commandCount]
+    }
+    expect(trips).toEqual({
+      set: [1, 1],
+      get: [1, 1],
+      patch: [1, 1],
+      touch: [1, 1],
+      'set replaces': [1, 1],
+      count: [1, 1],
+      delete: [1, 1],
+    })
+  })
+
+  it('writes nothing when a key holds something else (no half-applied script)', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const [oldKey, key] = [newKey(), newKey()]
+    await store.set(oldKey, record({ a: 1 }), HOUR, ctx())
+    await local.direct('DEL', 'sess:#live')
+    await local.direct('SET', 'sess:#live', 'not a sorted set')
+    await expect(store.set(key, record({ b: 2 }), HOUR, ctx(), oldKey)).rejects.toThrow(/WRONGTYPE/)
+    await expect(store.patch(oldKey, patch({ b: 2 }), HOUR, ctx())).rejects.toThrow(/WRONGTYPE/)
+    await expect(store.delete(oldKey, ctx())).rejects.toThrow(/WRONGTYPE/)
+    expect(await store.get(oldKey, ctx())).toEqual(record({ a: 1 }))
+    expect(await local.direct('EXISTS', `sess:${key}`)).toBe(0)
+  })
+
+  it('sends nothing when the signal is already aborted', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const controller = new AbortController()
+    controller.abort(new Error('timed out'))
+    const aborted = { env: undefined, signal: controller.signal }
+    await expect(store.get(newKey(), aborted)).rejects.toThrow('timed out')
+    await expect(store.set(newKey(), record({}), HOUR, aborted)).rejects.toThrow('timed out')
+    expect(local.endpoint.requestCount).toBe(0)
+  })
+
+  it('rejects every call while the endpoint is down, and finds the data intact when it is back', async () => {
+    const store = upstashStore({ redis: local.client({ retry: false }) })
+    const key = newKey()
+    await store.set(key, record({ a: 1, b: 'two' }), HOUR, ctx())
+    await local.endpoint.stop()
+    await expect(store.get(key, ctx())).rejects.toThrow()
+    await expect(store.set(key, record({ lost: true }), HOUR, ctx())).rejects.toThrow()
+    await expect(store.patch(key, patch({ a: 9 }), HOUR, ctx())).rejects.toThrow()
+    await expect(store.touch?.(key, meta(), HOUR, ctx())).rejects.toThrow()
+    await expect(store.delete(key, ctx())).rejects.toThrow()
+    await expect(store.count?.(ctx())).rejects.toThrow()
+    await local.endpoint.start()
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 'two' }))
+    expect(await store.count?.(ctx())).toBe(1)
+  })
+
+  it('rides out a short outage with the client default retries', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const key = newKey()
+    await store.set(key, record({ a: 1 }), HOUR, ctx())
+    await local.endpoint.stop()
+    const read = store.get(key, ctx())
+    setTimeout(() => void local.endpoint.start(), 300)
+    expect(await read).toEqual(record({ a: 1 }))
+  })
+
+  it('works with the @upstash/redis/cloudflare client', async () => {
+    const redis = new CloudflareRedis({ url: local.endpoint.url, token: local.endpoint.token })
+    const store = upstashStore({ redis })
+    const key = newKey()
+    await store.set(key, record({ n: '1.5' }), HOUR, ctx())
+    expect(await store.patch(key, patch({ m: { x: 1 } }), HOUR, ctx())).toBe(true)
+    expect(await store.get(key, ctx())).toEqual(record({ n: '1.5', m: { x: 1 } }))
+    expect(await store.count?.(ctx())).toBe(1)
+  })
+})
