@@ -2,9 +2,18 @@
 import { randomBytes } from 'node:crypto'
 import type { Redis } from '@upstash/redis'
 import { Redis as CloudflareRedis } from '@upstash/redis/cloudflare'
-import type { RecordPatch, SessionMeta, SessionRecord, StoreContext } from 'edge-session'
+import {
+  createSessions,
+  type RecordPatch,
+  type SessionMeta,
+  type SessionRecord,
+  type SessionsOptions,
+  type StoreContext,
+} from 'edge-session'
 import { upstashStore } from 'edge-session/stores/upstash'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { describeStoreConformance, storageKey } from '../conformance.ts'
+import { CookieJar } from '../support/jar.ts'
 import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
 import { RespStatus } from '../support/resp.ts'
 
@@ -21,6 +30,15 @@ afterAll(async () => {
 beforeEach(async () => {
   if (!local.endpoint.listening) await local.endpoint.start()
   await local.reset()
+})
+
+let prefixes = 0
+describeStoreConformance({
+  name: 'upstash',
+  kind: 'server',
+  // A fresh prefix per test: its own key space, and its own live set to count.
+  createStore: () => upstashStore({ redis: local.client(), prefix: `conformance-${++prefixes}:` }),
+  realTimeExpiry: true,
 })
 
 const ctx = (): StoreContext => ({ env: undefined, signal: new AbortController().signal })
@@ -436,5 +454,149 @@ describe('upstashStore', () => {
     expect(await store.patch(key, patch({ m: { x: 1 } }), HOUR, ctx())).toBe(true)
     expect(await store.get(key, ctx())).toEqual(record({ n: '1.5', m: { x: 1 } }))
     expect(await store.count?.(ctx())).toBe(1)
+  })
+})
+
+describe('createSessions over upstashStore', () => {
+  const SECRET = 'upstash-test-secret-0123456789abcdefghijklmn'
+  const IDLE = 1800
+
+  function sessionsFor(options: Partial<SessionsOptions> = {}, clientOptions = {}) {
+    return createSessions<Record<string, unknown>>({
+      store: upstashStore({ redis: local.client(clientOptions) }),
+      secrets: [SECRET],
+      idleTimeout: IDLE,
+      ...options,
+    })
+  }
+
+  it('shares a session between two instances with separate clients', async () => {
+    const [east, west] = [sessionsFor(), sessionsFor()]
+    const jar = new CookieJar()
+    const s1 = await east.load(jar.request())
+    s1.set('user', 'ada')
+    jar.update(await east.commit(s1, new Response()))
+    const s2 = await west.load(jar.request())
+    expect(s2.isNew).toBe(false)
+    expect(s2.get('user')).toBe('ada')
+    s2.set('cart', ['book'])
+    jar.update(await west.commit(s2, new Response()))
+    const s3 = await east.load(jar.request())
+    expect(s3.id).toBe(s1.id)
+    expect(s3.all()).toEqual({ user: 'ada', cart: ['book'] })
+    expect(await east.count()).toBe(1)
+    expect(await west.count()).toBe(1)
+  })
+
+  it('costs the round trips of the budget for each kind of request', async () => {
+    let now = Date.UTC(2030, 0, 1)
+    const sessions = sessionsFor({ now: () => now, touchInterval: 60 })
+    const jar = new CookieJar()
+    const trips = async (handle: (s: Awaited<ReturnType<typeof sessions.load>>) => void) => {
+      local.endpoint.resetCounts()
+      const session = await sessions.load(jar.request())
+      handle(session)
+      jar.update(await sessions.commit(session, new Response()))
+      return local.endpoint.requestCount
+    }
+    const measured = {
+      anonymous: await trips(() => {}),
+      new: await trips((s) => s.set('a', 1)),
+      readOnly: await trips((s) => s.get('a')),
+      changing: await trips((s) => s.set('b', 2)),
+      touch: await trips(() => {
+        now += 61_000
+      }),
+      regenerate: await trips((s) => s.regenerate()),
+      destroy: await trips((s) => s.destroy()),
+    }
+    expect(measured).toEqual({
+      anonymous: 0,
+      new: 1,
+      readOnly: 1,
+      changing: 2,
+      touch: 2,
+      regenerate: 2,
+      destroy: 2,
+    })
+    expect(jar.cookies.size).toBe(0)
+    expect(await sessions.count()).toBe(0)
+  })
+
+  it('keeps all 101 keys when 100 concurrent requests each add one', async () => {
+    const sessions = sessionsFor()
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('owner', 'ada')
+    jar.update(await sessions.commit(first, new Response()))
+    await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const session = await sessions.load(jar.request())
+        session.set(`k${i}`, i)
+        await sessions.commit(session, new Response())
+      }),
+    )
+    const after = await sessions.load(jar.request())
+    const expected: Record<string, unknown> = { owner: 'ada' }
+    for (let i = 0; i < 100; i++) expected[`k${i}`] = i
+    expect(after.all()).toEqual(expected)
+  })
+
+  it('stores sessions under prefix + hashed id, each with a TTL within the idle timeout', async () => {
+    const sessions = sessionsFor()
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) {
+      const session = await sessions.load(new Request('https://app.example/'))
+      session.set('i', i)
+      await sessions.commit(session, new Response())
+      ids.push(session.id)
+    }
+    const keys = ((await local.direct('KEYS', 'sess:*')) as Buffer[])
+      .map(String)
+      .filter((k) => k !== 'sess:#live')
+    expect(keys.sort()).toEqual(
+      (await Promise.all(ids.map(async (id) => `sess:${await storageKey(id)}`))).sort(),
+    )
+    for (const id of ids) expect(keys.some((key) => key.includes(id))).toBe(false)
+    for (const key of keys) {
+      const ttl = await pttl(key)
+      expect(ttl).toBeGreaterThan(0)
+      expect(ttl).toBeLessThanOrEqual(IDLE * 1000)
+    }
+  })
+
+  it('rejects with ERR_STORE while the endpoint is down, and finds the data intact when it is back', async () => {
+    const sessions = sessionsFor({}, { retry: false })
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('user', 'ada')
+    jar.update(await sessions.commit(first, new Response()))
+    const loaded = await sessions.load(jar.request())
+    await local.endpoint.stop()
+    await expect(sessions.load(jar.request())).rejects.toMatchObject({
+      name: 'SessionError',
+      code: 'ERR_STORE',
+    })
+    loaded.set('user', 'eve')
+    await expect(sessions.commit(loaded, new Response())).rejects.toMatchObject({ code: 'ERR_STORE' })
+    await expect(sessions.count()).rejects.toMatchObject({ code: 'ERR_STORE' })
+    await local.endpoint.start()
+    const after = await sessions.load(jar.request())
+    expect(after.id).toBe(first.id)
+    expect(after.get('user')).toBe('ada')
+  })
+
+  it('fails with ERR_STORE within storeTimeout while the client is still retrying', async () => {
+    // Retries that take about a second in all, so the test can outwait them and leave no request behind.
+    const sessions = sessionsFor({ storeTimeout: 300 }, { retry: { retries: 4, backoff: () => 250 } })
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('user', 'ada')
+    jar.update(await sessions.commit(first, new Response()))
+    await local.endpoint.stop()
+    const started = Date.now()
+    await expect(sessions.load(jar.request())).rejects.toMatchObject({ code: 'ERR_STORE' })
+    expect(Date.now() - started).toBeLessThan(1_000)
+    await new Promise((resolve) => setTimeout(resolve, 1_500))
   })
 })
