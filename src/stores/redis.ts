@@ -1,4 +1,4 @@
-/** @module The Redis side of the Redis-backed stores: record layout, Lua scripts and value encoding. */
+/** @module @internal The Redis side of the Redis-backed stores: record layout, Lua scripts and value encoding. */
 
 import { SessionError } from '../errors.ts'
 import type { RecordPatch, ServerStore, SessionData, SessionMeta, SessionRecord } from '../store.ts'
