@@ -53,6 +53,9 @@ const MIN_TOUCH_INTERVAL_MS = 60_000
 const FRESH_READ_CACHE_TTL = 30
 /** KV keys are at most 512 bytes; a hashed id (base64url SHA-256) is 43. */
 const MAX_PREFIX_BYTES = 512 - 43
+/** After a `429` (a second write to the key within a second), wait out KV's window, then redo the write. */
+const RATE_LIMIT_WAIT_MS = 1_000
+const MAX_WRITE_ATTEMPTS = 3
 
 /**
  * A session store in Cloudflare Workers KV.
@@ -154,8 +157,9 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
 
     async set(key, record, ttl, ctx, replaces) {
       const kv = kvFor(ctx)
+      const writeNew = () => retryRateLimited(ctx.signal, () => write(kv, key, record, ttl))
       if (replaces === undefined) {
-        await write(kv, key, record, ttl)
+        await writeNew()
         return true
       }
       // No conditional write in KV: check that the old session still exists (a destroy seen here is not
@@ -163,25 +167,28 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
       const old = await kv.get(prefix + replaces, { type: 'text', cacheTtl: FRESH_READ_CACHE_TTL })
       if (parseRecord(old) === null) return false
       ctx.signal.throwIfAborted()
-      await Promise.all([write(kv, key, record, ttl), kv.delete(prefix + replaces)])
+      await Promise.all([writeNew(), retryRateLimited(ctx.signal, () => kv.delete(prefix + replaces))])
       return true
     },
 
     async patch(key, patch, ttl, ctx) {
       const kv = kvFor(ctx)
-      // Re-read as fresh as KV allows, so keys another request changed meanwhile are kept.
-      const current = parseRecord(
-        await kv.get(prefix + key, { type: 'text', cacheTtl: FRESH_READ_CACHE_TTL }),
-      )
-      if (current === null) return false
-      // The sessions layer has given up on a call past its storeTimeout: a late write must not land.
-      ctx.signal.throwIfAborted()
-      await write(kv, key, { data: applyPatch(current.data, patch), meta: patch.meta }, ttl)
-      return true
+      return retryRateLimited(ctx.signal, async () => {
+        // Re-read as fresh as KV allows, so keys another request changed meanwhile are kept (on a retry too).
+        const current = parseRecord(
+          await kv.get(prefix + key, { type: 'text', cacheTtl: FRESH_READ_CACHE_TTL }),
+        )
+        if (current === null) return false
+        // The sessions layer has given up on a call past its storeTimeout: a late write must not land.
+        ctx.signal.throwIfAborted()
+        await write(kv, key, { data: applyPatch(current.data, patch), meta: patch.meta }, ttl)
+        return true
+      })
     },
 
     async delete(key, ctx) {
-      await kvFor(ctx).delete(prefix + key)
+      const kv = kvFor(ctx)
+      await retryRateLimited(ctx.signal, () => kv.delete(prefix + key))
     },
 
     async count(ctx) {
@@ -199,6 +206,42 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
       return total
     },
   }
+}
+
+/**
+ * Runs `attempt` again when KV refuses a write with 429: KV takes one write per second per key, so two requests
+ * changing one session at once (or a logout right after a write) collide. A patch's retry re-reads, so both
+ * changes are kept. Gives up after three attempts, or when the sessions layer aborts (storeTimeout).
+ */
+async function retryRateLimited<T>(signal: AbortSignal, attempt: () => Promise<T>): Promise<T> {
+  for (let attempts = 1; ; attempts++) {
+    try {
+      return await attempt()
+    } catch (error) {
+      if (attempts >= MAX_WRITE_ATTEMPTS || !isRateLimited(error)) throw error
+    }
+    await delay(RATE_LIMIT_WAIT_MS + Math.random() * 100, signal)
+  }
+}
+
+/** The Workers KV binding rejects with `Error('KV PUT failed: 429 Too Many Requests')`: no code to test. */
+function isRateLimited(error: unknown): boolean {
+  return error instanceof Error && /\b429\b/.test(error.message)
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal.throwIfAborted()
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
 }
 
 function isKvNamespace(value: unknown): value is KvNamespace {

@@ -93,6 +93,55 @@ describe('cloudflareKvStore inside workerd', () => {
     expect(entry?.expiration).toBeGreaterThanOrEqual(Math.floor(before) + 300)
   })
 
+  it('two isolates whose patches overlap: the last write wins (KV has no transactions)', async () => {
+    const prefix = freshPrefix()
+    // Hold every write until both patches have read: the window KV cannot close.
+    let reads = 0
+    let bothRead: () => void = () => {}
+    const readsDone = new Promise<void>((resolve) => {
+      bothRead = resolve
+    })
+    const overlapping: KvNamespace = {
+      get: async (key, options) => {
+        const value = await kv.get(key, options)
+        if (++reads === 2) bothRead()
+        return value
+      },
+      put: async (key, value, options) => {
+        await readsDone
+        return kv.put(key, value, options)
+      },
+      delete: (key) => kv.delete(key),
+      list: (options) => kv.list(options),
+    }
+    const isolateA = cloudflareKvStore({ namespace: overlapping, prefix })
+    const isolateB = cloudflareKvStore({ namespace: overlapping, prefix })
+    await cloudflareKvStore({ namespace: kv, prefix }).set('k', record({ user: 'ada' }), 60_000, ctx())
+
+    const meta = record({}).meta
+    await Promise.all([
+      isolateA.patch('k', { set: { a: 1 }, delete: [], meta }, 60_000, ctx()),
+      isolateB.patch('k', { set: { b: 1 }, delete: [], meta }, 60_000, ctx()),
+    ])
+    const data = (await isolateA.get('k', ctx()))?.data
+    expect([
+      { user: 'ada', a: 1 },
+      { user: 'ada', b: 1 },
+    ]).toContainEqual(data)
+  })
+
+  it('patches that do not overlap merge: each re-reads the record before writing', async () => {
+    const prefix = freshPrefix()
+    const isolateA = cloudflareKvStore({ namespace: kv, prefix })
+    const isolateB = cloudflareKvStore({ namespace: kv, prefix })
+    await isolateA.set('k', record({ user: 'ada' }), 60_000, ctx())
+    // Both requests loaded the session before either wrote; their commits come one after the other.
+    const meta = record({}).meta
+    await isolateA.patch('k', { set: { a: 1 }, delete: [], meta }, 60_000, ctx())
+    await isolateB.patch('k', { set: { b: 1 }, delete: ['user'], meta }, 60_000, ctx())
+    await expect(isolateA.get('k', ctx())).resolves.toEqual({ data: { a: 1, b: 1 }, meta })
+  })
+
   it('patch never recreates a missing record', async () => {
     const prefix = freshPrefix()
     const store = cloudflareKvStore({ namespace: kv, prefix })
@@ -228,6 +277,99 @@ describe('cloudflareKvStore inside workerd', () => {
     await expect(
       store.patch('x', { set: {}, delete: [], meta: record({}).meta }, 60_000, ctx()),
     ).rejects.toBe(failure)
+  })
+
+  describe('KV refusing a second write to a key within a second (429)', () => {
+    /** `kv`, except that the next `failures` writes (puts and deletes) are refused as Cloudflare refuses them. */
+    function rateLimited(failures: number) {
+      const log: string[] = []
+      const refuse = (op: string) => {
+        if (failures <= 0) return false
+        failures--
+        log.push(`429 ${op}`)
+        return true
+      }
+      const namespace: KvNamespace = {
+        get: (key, options) => kv.get(key, options),
+        put: async (key, value, options) => {
+          if (refuse('put')) throw new Error('KV PUT failed: 429 Too Many Requests')
+          log.push('put')
+          return kv.put(key, value, options)
+        },
+        delete: async (key) => {
+          if (refuse('delete')) throw new Error('KV DELETE failed: 429 Too Many Requests')
+          log.push('delete')
+          return kv.delete(key)
+        },
+        list: (options) => kv.list(options),
+      }
+      return { namespace, log }
+    }
+
+    it('waits a second and redoes a patch, re-reading what another request wrote meanwhile', async () => {
+      const prefix = freshPrefix()
+      const { namespace, log } = rateLimited(1)
+      const store = cloudflareKvStore({ namespace, prefix })
+      await cloudflareKvStore({ namespace: kv, prefix }).set('k', record({ user: 'ada' }), 60_000, ctx())
+
+      const started = Date.now()
+      const patched = store.patch('k', { set: { a: 1 }, delete: [], meta: record({}).meta }, 60_000, ctx())
+      // The write that got in first: the other request's change.
+      await cloudflareKvStore({ namespace: kv, prefix }).patch(
+        'k',
+        { set: { b: 1 }, delete: [], meta: record({}).meta },
+        60_000,
+        ctx(),
+      )
+      await expect(patched).resolves.toBe(true)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_000)
+      expect(log).toEqual(['429 put', 'put'])
+      await expect(store.get('k', ctx())).resolves.toEqual(record({ user: 'ada', a: 1, b: 1 }))
+    })
+
+    it('redoes a refused delete, so a logout right after a write still lands', async () => {
+      const prefix = freshPrefix()
+      const { namespace, log } = rateLimited(1)
+      const store = cloudflareKvStore({ namespace, prefix })
+      await cloudflareKvStore({ namespace: kv, prefix }).set('k', record({}), 60_000, ctx())
+      await store.delete('k', ctx())
+      expect(log).toEqual(['429 delete', 'delete'])
+      expect(await listed(prefix)).toEqual([])
+    })
+
+    it('redoes only the refused half of a regenerate', async () => {
+      const prefix = freshPrefix()
+      const { namespace, log } = rateLimited(1)
+      const store = cloudflareKvStore({ namespace, prefix })
+      await cloudflareKvStore({ namespace: kv, prefix }).set('old', record({ user: 'ada' }), 60_000, ctx())
+      await expect(store.set('new', record({ user: 'ada' }), 60_000, ctx(), 'old')).resolves.toBe(true)
+      expect(log.filter((entry) => entry === 'put')).toHaveLength(1)
+      expect(log.filter((entry) => entry === 'delete')).toHaveLength(1)
+      expect((await listed(prefix)).map((entry) => entry.name)).toEqual([`${prefix}new`])
+    })
+
+    it('gives up after three attempts', async () => {
+      const prefix = freshPrefix()
+      const { namespace, log } = rateLimited(3)
+      const store = cloudflareKvStore({ namespace, prefix })
+      await expect(store.set('k', record({}), 60_000, ctx())).rejects.toThrow('429 Too Many Requests')
+      expect(log).toEqual(['429 put', '429 put', '429 put'])
+      expect(await listed(prefix)).toEqual([])
+    })
+
+    it('stops waiting when the sessions layer gives up (storeTimeout)', async () => {
+      const prefix = freshPrefix()
+      const { namespace, log } = rateLimited(1)
+      const store = cloudflareKvStore({ namespace, prefix })
+      const controller = new AbortController()
+      const started = Date.now()
+      const write = store.set('k', record({}), 60_000, { env: {}, signal: controller.signal })
+      setTimeout(() => controller.abort(new Error('storeTimeout')), 50)
+      await expect(write).rejects.toThrow('storeTimeout')
+      expect(Date.now() - started).toBeLessThan(900)
+      expect(log).toEqual(['429 put'])
+      expect(await listed(prefix)).toEqual([])
+    })
   })
 
   it('states its limits to the sessions layer', () => {

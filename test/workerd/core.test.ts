@@ -1,0 +1,6 @@
+/**
+ * @module The core's own test modules, run again inside workerd (not copies): the library keeps to web APIs, and
+ * behaves there as in Node.
+ */
+import '../stores/memory.test.ts'
+import '../stores/cookie.test.ts'
