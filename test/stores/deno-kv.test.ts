@@ -1,0 +1,103 @@
+/**
+ * @module The Deno KV store, run where it lives: `deno test --unstable-kv` on test/deno/deno-kv.ts (the shared
+ * conformance suite plus Deno KV's own tests), with the deno binary from devDependencies. Also checks that the
+ * Deno shim of `vitest` fails what it should, and that the Deno import maps follow package.json.
+ */
+
+import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+
+const root = fileURLToPath(new URL('../../', import.meta.url))
+const deno = join(root, 'node_modules/.bin/deno')
+
+/** Tests in test/deno/deno-kv.ts: 20 from the conformance suite (server store, real-time expiry) and 8 of its own. */
+const DENO_KV_TESTS = 28
+/** Tests in test/deno/fixtures/must-fail.ts, every one of which must fail. */
+const MUST_FAIL_TESTS = 7
+
+interface DenoRun {
+  code: number
+  output: string
+  passed: number
+  failed: number
+}
+
+/** `deno test` on one file, with test/deno/deno.json (its import map sends `vitest` to the shim). */
+function denoTest(file: string): Promise<DenoRun> {
+  const args = ['test', '--frozen', '--allow-env', '--config', 'test/deno/deno.json', file]
+  // The repository's package.json is for Node: the import map alone resolves modules under Deno.
+  const env = { ...process.env, NO_COLOR: '1', DENO_NO_PACKAGE_JSON: '1', DENO_NO_UPDATE_CHECK: '1' }
+  return new Promise((resolve, reject) => {
+    execFile(deno, args, { cwd: root, env, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error && typeof error.code !== 'number') return reject(error)
+      const output = `${stdout}\n${stderr}`
+      const summary = output.match(/(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/)
+      resolve({
+        code: error ? Number(error.code) : 0,
+        output,
+        passed: Number(summary?.[1] ?? Number.NaN),
+        failed: Number(summary?.[2] ?? Number.NaN),
+      })
+    })
+  })
+}
+
+describe('denoKvStore under Deno', () => {
+  it('passes the store conformance suite and its own tests', async () => {
+    const run = await denoTest('test/deno/deno-kv.ts')
+    expect({ code: run.code, passed: run.passed, failed: run.failed }, run.output).toEqual({
+      code: 0,
+      passed: DENO_KV_TESTS,
+      failed: 0,
+    })
+    expect(run.output).toMatch(/store conformance: deno-kv > merges concurrent changes to different keys/)
+    expect(run.output).not.toMatch(/ignored|filtered/i)
+  }, 180_000)
+
+  it('runs the suite through a vitest shim that fails every failing assertion', async () => {
+    const run = await denoTest('test/deno/fixtures/must-fail.ts')
+    expect({ code: run.code, passed: run.passed, failed: run.failed }, run.output).toEqual({
+      code: 1,
+      passed: 0,
+      failed: MUST_FAIL_TESTS,
+    })
+  }, 180_000)
+})
+
+describe('the Deno import maps', () => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    exports: Record<string, unknown>
+  }
+  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { version: string }>
+  }
+  const subpaths = Object.keys(pkg.exports).filter((subpath) => subpath !== './package.json')
+
+  for (const config of ['test/deno/deno.json', 'examples/deno/deno.json']) {
+    it(`${config} sends every export of the package to its source, and npm packages to the locked versions`, () => {
+      const imports = (
+        JSON.parse(readFileSync(join(root, config), 'utf8')) as { imports: Record<string, string> }
+      ).imports
+      const base = config
+        .split('/')
+        .slice(0, -1)
+        .map(() => '..')
+        .join('/')
+      for (const subpath of subpaths) {
+        const specifier = subpath === '.' ? 'edge-session' : `edge-session/${subpath.slice(2)}`
+        const source = subpath === '.' ? 'index' : subpath.slice(2)
+        expect(imports[specifier], specifier).toBe(`${base}/src/${source}.ts`)
+      }
+      for (const [specifier, target] of Object.entries(imports)) {
+        const npm = target.match(/^npm:\/?(@?[^@]+)@([^/]+)\/?$/)
+        if (!npm) continue
+        const [, name = '', version] = npm
+        const locked = lock.packages[`node_modules/${name}`]?.version
+        if (locked) expect(version, specifier).toBe(locked)
+      }
+    })
+  }
+})
