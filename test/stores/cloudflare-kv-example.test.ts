@@ -1,6 +1,7 @@
 /**
  * @module The Cloudflare example end to end: bundled by Wrangler from wrangler.toml, served by Miniflare (workerd,
- * without nodejs_compat) with its KV persisted on disk, driven from Node as a browser would.
+ * without nodejs_compat) with its KV persisted on disk, driven from Node as a browser would. And every
+ * runtime-neutral entry point, bundled the same way, running in workerd with no Node API at all.
  */
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -19,24 +20,33 @@ const SECRET = 'example-test-secret-of-at-least-32-characters'
 const ORIGIN = 'http://localhost:8787'
 
 let scratch: string
-let script: string
+let exampleScript: string
+let bareScript: string
 const running: Miniflare[] = []
+
+/** The bundle `wrangler deploy` would upload: wrangler.toml's entry (or `entry`), aliases and settings. */
+async function wranglerBuild(name: string, entry?: string): Promise<string> {
+  const out = join(scratch, name)
+  const wrangler = join(root, 'node_modules/wrangler/bin/wrangler.js')
+  const script = entry ? [entry, '--name', name] : []
+  await promisify(execFile)(process.execPath, [wrangler, 'deploy', ...script, '--dry-run', '--outdir', out], {
+    cwd: root,
+    env: wranglerEnv,
+  })
+  const bundle = (await readdir(out)).find((file) => file.endsWith('.js'))
+  if (!bundle) throw new Error(`wrangler built no .js file in ${out}`)
+  return join(out, bundle)
+}
 
 beforeAll(async () => {
   // Inside the project (.tmp/ is git-ignored): workerd's disk service refuses persist paths that climb out of
   // its working directory with `..`.
   await mkdir(join(root, '.tmp'), { recursive: true })
   scratch = await mkdtemp(join(root, '.tmp', 'cf-example-'))
-  const out = join(scratch, 'build')
-  // The bundle `wrangler deploy` would upload: the same entry, aliases and compatibility settings as wrangler dev.
-  await promisify(execFile)(
-    process.execPath,
-    [join(root, 'node_modules/wrangler/bin/wrangler.js'), 'deploy', '--dry-run', '--outdir', out],
-    { cwd: root, env: wranglerEnv },
-  )
-  const bundle = (await readdir(out)).find((file) => file.endsWith('.js'))
-  if (!bundle) throw new Error(`wrangler built no .js file in ${out}`)
-  script = join(out, bundle)
+  ;[exampleScript, bareScript] = await Promise.all([
+    wranglerBuild('example'),
+    wranglerBuild('bare', 'test/workerd/bare-worker.ts'),
+  ])
 }, 120_000)
 
 afterAll(async () => {
@@ -45,7 +55,11 @@ afterAll(async () => {
 })
 
 /** One edge instance: its own workerd process, the KV state in `persist` (shared when given the same dir). */
-async function startInstance(persist: string, bindings: Record<string, string> = { SESSION_SECRET: SECRET }) {
+async function startInstance(
+  persist: string,
+  bindings: Record<string, string> = { SESSION_SECRET: SECRET },
+  scriptPath = exampleScript,
+) {
   let output = ''
   Object.assign(process.env, wranglerEnv)
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(root, 'wrangler.toml'))
@@ -55,7 +69,7 @@ async function startInstance(persist: string, bindings: Record<string, string> =
     compatibilityFlags: workerOptions.compatibilityFlags,
     kvNamespaces: workerOptions.kvNamespaces,
     modules: true,
-    scriptPath: script,
+    scriptPath,
     bindings,
     kvPersist: persist,
     host: '127.0.0.1',
@@ -256,5 +270,24 @@ describe('the Cloudflare example Worker in Miniflare', () => {
     } finally {
       await upstash.stop()
     }
+  })
+})
+
+describe('every runtime-neutral entry point in workerd without nodejs_compat', () => {
+  it('keeps sessions with the memory, cookie and KV stores through the Hono middleware', async () => {
+    const mf = await startInstance(await mkdtemp(join(scratch, 'kv-')), {}, bareScript)
+    const globals = await mf.dispatchFetch(`${ORIGIN}/globals`)
+    // The pool of the workerd test project turns nodejs_compat on; this Worker shows the library needs none of it.
+    expect(await globals.json()).toEqual({ Buffer: 'undefined', process: 'undefined', upstash: 'upstash' })
+
+    for (const store of ['memory', 'cookie', 'cloudflare-kv']) {
+      const browser = new Browser()
+      for (const visits of [1, 2, 3]) {
+        const response = await browser.fetch(mf, `/${store}`)
+        expect(response.status).toBe(200)
+        expect(await response.json()).toEqual({ visits })
+      }
+    }
+    expect(await kvKeys(mf)).toHaveLength(1)
   })
 })
