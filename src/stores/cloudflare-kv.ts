@@ -62,13 +62,14 @@ const MAX_WRITE_ATTEMPTS = 3
  *
  * Each session is one JSON value under `prefix + hashed id`, its deadline copied into KV metadata, written with
  * an `expirationTtl` of at least 60 seconds (KV's minimum). KV has no TTL-only update, so a touch is a rewrite,
- * made at most once a minute per session. KV is eventually consistent and has no transactions:
- * - writes from two locations to one session: the last one wins;
+ * made at most once a minute per session. A write KV refuses with 429 (one write per second per key) is retried
+ * after a second. KV is eventually consistent and has no transactions:
+ * - changes to one session whose read and write overlap (two locations, or two isolates): the last one wins;
  * - another location may read a value up to 60 seconds old, so a logout (or a regenerate) may take that long
  *   to reach it;
  * - regenerate checks the old record, then writes the new one and deletes the old one concurrently: a destroy
  *   of the old session in another location during that window is not seen, and may be undone.
- * When that matters, use the Upstash store.
+ * When that matters, use the Upstash store. More in docs/cloudflare-kv.md.
  *
  * @param options.namespace The KV binding, or `(env) => env.SESSIONS` to take it from the bindings each
  *   request brings (`sessions.load(request, env)`; the Hono middleware passes `c.env`).
