@@ -1,11 +1,13 @@
 /**
  * @module The demo app on Node (`npm start`), also run unchanged by Bun.
  *
- * Environment: PORT (default 3000), SESSION_SECRET (at least 32 characters).
+ * Environment: PORT (default 3000), SESSION_SECRET (at least 32 characters), SESSION_STORE=cookie to seal the
+ * session into the cookie itself instead of keeping it in memory.
  */
 
 import { serve } from '@hono/node-server'
 import { createSessions } from 'edge-session'
+import { cookieStore } from 'edge-session/stores/cookie'
 import { memoryStore } from 'edge-session/stores/memory'
 import { createDemoApp, type DemoData } from '../shared/app.ts'
 
@@ -22,8 +24,9 @@ if (!secret) {
   )
 }
 
-const store = memoryStore()
-const storeName = 'memory'
+const sealed = env.SESSION_STORE === 'cookie'
+const store = sealed ? cookieStore() : memoryStore()
+const storeName = sealed ? 'sealed cookie' : 'memory'
 const sessions = createSessions<DemoData>({ store, secrets: [secret] })
 const app = createDemoApp(sessions, { runtime, store: storeName })
 
