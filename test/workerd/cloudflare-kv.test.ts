@@ -279,7 +279,8 @@ describe('cloudflareKvStore inside workerd', () => {
     ).rejects.toBe(failure)
   })
 
-  describe('KV refusing a second write to a key within a second (429)', () => {
+  // Each test waits out KV's one-second window: run them side by side (each has its own prefix).
+  describe.concurrent('KV refusing a second write to a key within a second (429)', () => {
     /** `kv`, except that the next `failures` writes (puts and deletes) are refused as Cloudflare refuses them. */
     function rateLimited(failures: number) {
       const log: string[] = []
@@ -306,7 +307,9 @@ describe('cloudflareKvStore inside workerd', () => {
       return { namespace, log }
     }
 
-    it('waits a second and redoes a patch, re-reading what another request wrote meanwhile', async () => {
+    it('waits a second and redoes a patch, re-reading what another request wrote meanwhile', async ({
+      expect,
+    }) => {
       const prefix = freshPrefix()
       const { namespace, log } = rateLimited(1)
       const store = cloudflareKvStore({ namespace, prefix })
@@ -327,7 +330,7 @@ describe('cloudflareKvStore inside workerd', () => {
       await expect(store.get('k', ctx())).resolves.toEqual(record({ user: 'ada', a: 1, b: 1 }))
     })
 
-    it('redoes a refused delete, so a logout right after a write still lands', async () => {
+    it('redoes a refused delete, so a logout right after a write still lands', async ({ expect }) => {
       const prefix = freshPrefix()
       const { namespace, log } = rateLimited(1)
       const store = cloudflareKvStore({ namespace, prefix })
@@ -337,7 +340,7 @@ describe('cloudflareKvStore inside workerd', () => {
       expect(await listed(prefix)).toEqual([])
     })
 
-    it('redoes only the refused half of a regenerate', async () => {
+    it('redoes only the refused half of a regenerate', async ({ expect }) => {
       const prefix = freshPrefix()
       const { namespace, log } = rateLimited(1)
       const store = cloudflareKvStore({ namespace, prefix })
@@ -348,7 +351,7 @@ describe('cloudflareKvStore inside workerd', () => {
       expect((await listed(prefix)).map((entry) => entry.name)).toEqual([`${prefix}new`])
     })
 
-    it('gives up after three attempts', async () => {
+    it('gives up after three attempts', async ({ expect }) => {
       const prefix = freshPrefix()
       const { namespace, log } = rateLimited(3)
       const store = cloudflareKvStore({ namespace, prefix })
@@ -357,7 +360,7 @@ describe('cloudflareKvStore inside workerd', () => {
       expect(await listed(prefix)).toEqual([])
     })
 
-    it('stops waiting when the sessions layer gives up (storeTimeout)', async () => {
+    it('stops waiting when the sessions layer gives up (storeTimeout)', async ({ expect }) => {
       const prefix = freshPrefix()
       const { namespace, log } = rateLimited(1)
       const store = cloudflareKvStore({ namespace, prefix })
