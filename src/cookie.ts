@@ -117,8 +117,9 @@ export function splitCookieValue(
   value: string,
   maxChunks: number,
 ): Array<[string, string]> | null {
-  if (name.length + value.length <= MAX_COOKIE_SIZE) return [[name, value]]
-  const chunkSize = MAX_COOKIE_SIZE - name.length - 2 - String(maxChunks - 1).length
+  // Written conservatively: `name=value` whole within the limit, whether or not a browser counts the `=`.
+  if (name.length + 1 + value.length <= MAX_COOKIE_SIZE) return [[name, value]]
+  const chunkSize = MAX_COOKIE_SIZE - `${name}.${maxChunks - 1}=`.length
   const count = Math.ceil(value.length / chunkSize)
   if (count > maxChunks) return null
   const chunks: Array<[string, string]> = []

@@ -12,6 +12,9 @@ const MAX_DEPTH = 64
  */
 export interface SessionState {
   id: string
+  /** No stored session was found for this request (the public `isNew`); fixed at load. */
+  fresh: boolean
+  /** No record has been written for this id yet: the first write creates one. */
   isNew: boolean
   meta: SessionMeta
   /** Null-prototype object: keys such as `__proto__` are plain data. */
@@ -77,7 +80,7 @@ export class Session<Data extends object = SessionData> {
 
   /** True when no stored session was found for this request: a new visitor, or an expired or invalid cookie. */
   get isNew(): boolean {
-    return this[STATE].isNew
+    return this[STATE].fresh
   }
 
   /** Creation time, ms since the epoch (on the sessions' clock). */
@@ -198,6 +201,7 @@ export class Session<Data extends object = SessionData> {
 export function createState(id: string, meta: SessionMeta, origin: SessionOrigin): SessionState {
   return {
     id,
+    fresh: true,
     isNew: true,
     meta,
     data: Object.create(null),
@@ -219,6 +223,7 @@ export function loadedState(
   origin: SessionOrigin,
 ): SessionState {
   const state = createState(id, meta, origin)
+  state.fresh = false
   state.isNew = false
   state.data = Object.assign(Object.create(null), data)
   if (meta.flash) for (const key of meta.flash) if (Object.hasOwn(data, key)) state.flash.add(key)

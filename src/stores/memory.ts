@@ -1,7 +1,7 @@
 /** @module memoryStore(): sessions in this process's memory, for one instance, development and tests. */
 
 import { SessionError } from '../errors.ts'
-import type { RecordPatch, ServerStore, SessionMeta, SessionRecord } from '../store.ts'
+import type { RecordPatch, ServerStore, SessionMeta, SessionRecord, StoreContext } from '../store.ts'
 
 export interface MemoryStoreOptions {
   /**
@@ -9,6 +9,13 @@ export interface MemoryStoreOptions {
    * new sessions cannot exhaust memory. Default 10 000.
    */
   maxSessions?: number
+}
+
+/** The memory store: a server store that always counts, and tells how many records it holds. */
+export interface MemoryStore extends ServerStore {
+  /** Records held now, expired ones not yet swept included. */
+  readonly size: number
+  count(ctx?: StoreContext): Promise<number>
 }
 
 interface Entry {
@@ -31,7 +38,7 @@ interface Entry {
  * ```
  * @see {@link ServerStore} for the contract it implements.
  */
-export function memoryStore(options: MemoryStoreOptions = {}): ServerStore & { readonly size: number } {
+export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const maxSessions = options.maxSessions ?? 10_000
   if (!Number.isInteger(maxSessions) || maxSessions < 1) {
     throw new SessionError('ERR_CONFIG', `maxSessions must be a positive integer, got ${String(maxSessions)}`)

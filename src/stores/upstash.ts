@@ -3,7 +3,7 @@
 import type { Redis } from '@upstash/redis'
 import { SessionError } from '../errors.ts'
 import type { ServerStore } from '../store.ts'
-import { createRedisStore, type RedisCommands } from './redis.ts'
+import { createRedisStore, type RedisCommands } from './redis-core.ts'
 
 /**
  * The part of an `@upstash/redis` client this store uses. A `Redis` from `@upstash/redis` (Node, Vercel, Deno,

@@ -1,0 +1,100 @@
+/** @module The cookie codec: parsing Cookie headers, serializing Set-Cookie, chunking. */
+
+import { describe, expect, it } from 'vitest'
+import {
+  joinCookieValue,
+  MAX_AGE_CAP,
+  readCookies,
+  readCookieValues,
+  serializeCookie,
+  splitCookieValue,
+} from '../src/cookie.ts'
+
+describe('readCookies', () => {
+  it('finds the named cookie and its chunks, in order, duplicates kept', () => {
+    const header = 'a=1; sid=x; other=2;sid.0=c0 ; sid.1=c1; sidx=no; sid=y; s.id=no'
+    expect(readCookies(header, 'sid')).toEqual([
+      ['sid', 'x'],
+      ['sid.0', 'c0'],
+      ['sid.1', 'c1'],
+      ['sid', 'y'],
+    ])
+    expect(readCookieValues(header, 'sid')).toEqual(['x', 'y'])
+  })
+
+  it('never throws and skips what is malformed', () => {
+    const headers = [
+      null,
+      '',
+      ';;;',
+      'sid',
+      '=sid',
+      'sid=',
+      'sid="q"',
+      'sid=%ZZ',
+      `sid=${'a'.repeat(5000)}`,
+      '\u0000sid=1',
+    ]
+    const results = headers.map((header) => readCookieValues(header, 'sid'))
+    expect(results).toEqual([[], [], [], [], [], [''], ['q'], ['%ZZ'], [], []])
+  })
+})
+
+describe('serializeCookie', () => {
+  it('writes every attribute', () => {
+    expect(
+      serializeCookie('sid', 'v', {
+        maxAge: 60.7,
+        domain: 'example.com',
+        path: '/',
+        httpOnly: true,
+        secure: true,
+        sameSite: 'Strict',
+        partitioned: true,
+      }),
+    ).toBe('sid=v; Max-Age=60; Domain=example.com; Path=/; HttpOnly; Secure; SameSite=Strict; Partitioned')
+  })
+
+  it('caps Max-Age at 400 days and deletes with Max-Age=0 and a past Expires', () => {
+    expect(serializeCookie('a', 'b', { maxAge: 10 ** 10 })).toBe(`a=b; Max-Age=${MAX_AGE_CAP}`)
+    expect(serializeCookie('a', '', { maxAge: 0 })).toBe(
+      'a=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT',
+    )
+    expect(serializeCookie('a', '', { maxAge: -5 })).toMatch(/Max-Age=0/)
+  })
+
+  it('refuses names, values and attributes a browser would misread', () => {
+    expect(() => serializeCookie('a b', 'v')).toThrow(TypeError)
+    expect(() => serializeCookie('a', 'v;x=1')).toThrow(TypeError)
+    expect(() => serializeCookie('a', 'v w')).toThrow(TypeError)
+    expect(() => serializeCookie('a', 'v', { path: '/;Domain=evil' })).toThrow(TypeError)
+    expect(() => serializeCookie('a', 'v', { domain: 'x\ny' })).toThrow(TypeError)
+  })
+})
+
+describe('chunks', () => {
+  it('keeps a value that fits in one cookie as is', () => {
+    expect(splitCookieValue('sid', 'abc', 5)).toEqual([['sid', 'abc']])
+  })
+
+  it('splits into cookies of at most 4096 bytes and joins them back exactly', () => {
+    for (const length of [4093, 4094, 8000, 16_000, 20_000]) {
+      const value = Array.from({ length }, (_, i) => 'abcdefghij'[i % 10]).join('')
+      const chunks = splitCookieValue('sid', value, 5)
+      if (!chunks) throw new Error(`no chunks for ${length}`)
+      for (const [name, part] of chunks) expect(name.length + 1 + part.length).toBeLessThanOrEqual(4096)
+      expect(joinCookieValue('sid', chunks, 5)).toBe(value)
+      expect(joinCookieValue('sid', [...chunks].reverse(), 5)).toBe(value)
+    }
+  })
+
+  it('refuses more chunks than allowed, and joins nothing from a gap or a repeat', () => {
+    expect(splitCookieValue('sid', 'x'.repeat(30_000), 5)).toBeNull()
+    const chunks = splitCookieValue('sid', 'y'.repeat(9000), 5) ?? []
+    expect(joinCookieValue('sid', chunks.slice(1), 5)).toBeNull()
+    expect(joinCookieValue('sid', [...chunks, chunks[0] as [string, string]], 5)).toBeNull()
+    expect(joinCookieValue('sid', [['sid.9', 'z']], 5)).toBeNull()
+    expect(joinCookieValue('sid', [['sid.01', 'z']], 5)).toBeNull()
+    expect(joinCookieValue('sid', [], 5)).toBeNull()
+  })
+})
