@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
-const deno = join(root, 'node_modules/.bin/deno')
+const denoBin = join(root, 'node_modules/.bin/deno')
 
 /** Tests in test/deno/deno-kv.ts: 20 from the conformance suite (server store, real-time expiry) and 8 of its own. */
 const DENO_KV_TESTS = 28
@@ -25,24 +25,23 @@ interface DenoRun {
   failed: number
 }
 
-/** `deno test` on one file, with test/deno/deno.json (its import map sends `vitest` to the shim). */
-function denoTest(file: string): Promise<DenoRun> {
-  const args = ['test', '--frozen', '--allow-env', '--config', 'test/deno/deno.json', file]
-  // The repository's package.json is for Node: the import map alone resolves modules under Deno.
+/** Runs the deno binary from devDependencies in the repository's root. */
+function deno(args: string[]): Promise<{ code: number; output: string }> {
+  // The repository's package.json is for Node: the import maps of the deno.json files resolve modules under Deno.
   const env = { ...process.env, NO_COLOR: '1', DENO_NO_PACKAGE_JSON: '1', DENO_NO_UPDATE_CHECK: '1' }
   return new Promise((resolve, reject) => {
-    execFile(deno, args, { cwd: root, env, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(denoBin, args, { cwd: root, env, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       if (error && typeof error.code !== 'number') return reject(error)
-      const output = `${stdout}\n${stderr}`
-      const summary = output.match(/(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/)
-      resolve({
-        code: error ? Number(error.code) : 0,
-        output,
-        passed: Number(summary?.[1] ?? Number.NaN),
-        failed: Number(summary?.[2] ?? Number.NaN),
-      })
+      resolve({ code: error ? Number(error.code) : 0, output: `${stdout}\n${stderr}` })
     })
   })
+}
+
+/** `deno test` on one file, with test/deno/deno.json (its import map sends `vitest` to the shim). */
+async function denoTest(file: string): Promise<DenoRun> {
+  const run = await deno(['test', '--frozen', '--allow-env', '--config', 'test/deno/deno.json', file])
+  const summary = run.output.match(/(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/)
+  return { ...run, passed: Number(summary?.[1] ?? Number.NaN), failed: Number(summary?.[2] ?? Number.NaN) }
 }
 
 describe('denoKvStore under Deno', () => {
@@ -67,7 +66,17 @@ describe('denoKvStore under Deno', () => {
   }, 180_000)
 })
 
-describe('the Deno import maps', () => {
+describe('the Deno configurations', () => {
+  it('type-check the Deno example with its own deno.json', async () => {
+    const { code, output } = await deno([
+      'check',
+      '--config',
+      'examples/deno/deno.json',
+      'examples/deno/main.ts',
+    ])
+    expect(code, output).toBe(0)
+  }, 180_000)
+
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
     exports: Record<string, unknown>
   }
