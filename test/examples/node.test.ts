@@ -1,0 +1,163 @@
+/** @module The demo app as a user meets it: in-process through app.request, and `npm start` as a real server. */
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import { createSessions } from 'edge-session'
+import { memoryStore } from 'edge-session/stores/memory'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createDemoApp, type DemoData } from '../../examples/shared/app.ts'
+import { CookieJar } from '../support/jar.ts'
+
+const SECRET = 'demo-test-secret-0123456789abcdefghijklmn'
+const ORIGIN = 'http://localhost:3000'
+
+function demo() {
+  const sessions = createSessions<DemoData>({ store: memoryStore(), secrets: SECRET })
+  return createDemoApp(sessions, { runtime: 'node', store: 'memory' })
+}
+
+async function call(app: ReturnType<typeof demo>, jar: CookieJar, path: string, init: RequestInit = {}) {
+  const response = await app.request(jar.request(`${ORIGIN}${path}`, init))
+  jar.update(response)
+  return response
+}
+
+const json = { 'content-type': 'application/json', accept: 'application/json' }
+
+describe('the demo app', () => {
+  it('counts visits in JSON, logs in with a new cookie and logs out with a cleared one', async () => {
+    const app = demo()
+    const jar = new CookieJar()
+    expect(await (await call(app, jar, '/api/session')).json()).toEqual({ visits: 1, user: null })
+    expect(await (await call(app, jar, '/api/session')).json()).toEqual({ visits: 2, user: null })
+    const before = jar.get('sid')
+    const login = await call(app, jar, '/api/login', {
+      method: 'POST',
+      headers: json,
+      body: '{"user":"ada"}',
+    })
+    expect(login.status).toBe(200)
+    expect(await login.json()).toEqual({ user: 'ada' })
+    expect(login.headers.getSetCookie()).toHaveLength(1)
+    expect(jar.get('sid')).not.toBe(before)
+    expect(await (await call(app, jar, '/api/session')).json()).toEqual({ visits: 3, user: 'ada' })
+    const logout = await call(app, jar, '/api/logout', {
+      method: 'POST',
+      headers: { accept: 'application/json' },
+    })
+    expect(await logout.json()).toEqual({ user: null })
+    expect(logout.headers.getSetCookie()).toEqual([expect.stringMatching(/^sid=; Max-Age=0/)])
+    expect(await (await call(app, jar, '/api/session')).json()).toEqual({ visits: 1, user: null })
+  })
+
+  it('shows the page, logs in through the form with a 303, and flashes the welcome once', async () => {
+    const app = demo()
+    const jar = new CookieJar()
+    const page = await (await call(app, jar, '/')).text()
+    expect(page).toContain('<form method="post" action="/api/login">')
+    expect(page).toContain('Visits in this session: <strong id="visits">1</strong>')
+    const form = await call(app, jar, '/api/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
+      body: 'user=%3Cb%3EAda%3C%2Fb%3E',
+    })
+    expect(form.status).toBe(303)
+    expect(form.headers.get('location')).toBe('/')
+    expect(form.headers.getSetCookie()).toHaveLength(1)
+    const welcome = await (await call(app, jar, '/')).text()
+    expect(welcome).toContain('Welcome, &#60;b&#62;Ada&#60;/b&#62;!')
+    expect(welcome).toContain('Logged in as <strong id="user">&#60;b&#62;Ada&#60;/b&#62;</strong>')
+    expect(welcome).not.toContain('<b>Ada</b>')
+    const again = await (await call(app, jar, '/')).text()
+    expect(again).not.toContain('Welcome,')
+    expect(again).toContain('Visits in this session: <strong id="visits">3</strong>')
+  })
+
+  it('refuses bad user names and cross-site posts', async () => {
+    const app = demo()
+    const jar = new CookieJar()
+    for (const body of ['{}', '{"user":""}', '{"user":42}', `{"user":"${'x'.repeat(65)}"}`, 'not json']) {
+      const response = await call(app, jar, '/api/login', { method: 'POST', headers: json, body })
+      expect(response.status).toBe(400)
+      expect(response.headers.getSetCookie()).toEqual([])
+    }
+    const crossSite = await call(app, jar, '/api/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+      body: 'user=eve',
+    })
+    expect(crossSite.status).toBe(403)
+    expect(crossSite.headers.getSetCookie()).toEqual([])
+  })
+})
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  if (!address || typeof address === 'string') throw new Error('no port')
+  return address.port
+}
+
+describe('npm start (the Node example as a process)', () => {
+  let child: ChildProcess
+  let output = ''
+  let base = ''
+
+  beforeAll(async () => {
+    const port = await freePort()
+    base = `http://127.0.0.1:${port}`
+    const env: Record<string, string | undefined> = { ...process.env, PORT: String(port) }
+    delete env.SESSION_SECRET
+    delete env.UPSTASH_REDIS_REST_URL
+    delete env.UPSTASH_REDIS_REST_TOKEN
+    child = spawn(process.execPath, ['--import', 'tsx', 'examples/node/server.ts'], { env, stdio: 'pipe' })
+    child.stdout?.on('data', (chunk) => {
+      output += chunk
+    })
+    child.stderr?.on('data', (chunk) => {
+      output += chunk
+    })
+    const deadline = Date.now() + 30_000
+    while (!output.includes('listening on')) {
+      if (Date.now() > deadline || child.exitCode !== null)
+        throw new Error(`example did not start:\n${output}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  })
+
+  afterAll(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  })
+
+  it('warns that sessions end with the process when SESSION_SECRET is unset, and names its store', () => {
+    expect(output).toMatch(/SESSION_SECRET is not set/)
+    expect(output).toMatch(/\(node, memory store\) listening on/)
+  })
+
+  it('serves sessions over real HTTP, without Secure on plain http to this machine', async () => {
+    const jar = new CookieJar()
+    const first = await fetch(jar.request(`${base}/api/session`))
+    const setCookie = first.headers.getSetCookie()
+    jar.update(first)
+    expect(await first.json()).toEqual({ visits: 1, user: null })
+    expect(setCookie).toEqual([
+      expect.stringMatching(/^sid=[^;]+; Max-Age=1800; Path=\/; HttpOnly; SameSite=Lax$/),
+    ])
+    expect(first.headers.get('x-served-by')).toBe('node')
+    const second = await fetch(jar.request(`${base}/api/session`))
+    expect(await second.json()).toEqual({ visits: 2, user: null })
+  })
+
+  it('stops on SIGTERM', async () => {
+    child.kill('SIGTERM')
+    const [code] = await once(child, 'exit')
+    expect(code).toBe(0)
+  })
+})

@@ -1,0 +1,153 @@
+/** @module The Hono middleware: typed c.get('session'), commit after the handler, 503 on store failure. */
+
+import { createSessions, type ServerStore, SessionError } from 'edge-session'
+import { type SessionEnv, session } from 'edge-session/hono'
+import { memoryStore } from 'edge-session/stores/memory'
+import { Hono } from 'hono'
+import { HTTPException } from 'hono/http-exception'
+import { describe, expect, it } from 'vitest'
+import { CookieJar } from './support/jar.ts'
+
+const SECRET = 'hono-test-secret-0123456789abcdefghijklmn'
+
+interface Data {
+  count?: number
+}
+
+function counterApp(store: ServerStore = memoryStore()) {
+  const app = new Hono<SessionEnv<Data>>()
+  app.use(session<Data>({ store, secrets: SECRET }))
+  app.get('/', (c) => {
+    const s = c.get('session')
+    const count = (s.get('count') ?? 0) + 1
+    s.set('count', count)
+    return c.text(String(count))
+  })
+  app.get('/peek', (c) => c.text(String(c.get('session').get('count') ?? 0)))
+  app.post('/logout', (c) => {
+    c.get('session').destroy()
+    return c.redirect('/')
+  })
+  return app
+}
+
+async function get(app: Hono<SessionEnv<Data>>, jar: CookieJar, path = '/', init: RequestInit = {}) {
+  const response = await app.request(jar.request(`https://app.example${path}`, init))
+  jar.update(response)
+  return response
+}
+
+describe('session() middleware', () => {
+  it('loads before the handler and commits after it', async () => {
+    const app = counterApp()
+    const jar = new CookieJar()
+    expect(await (await get(app, jar)).text()).toBe('1')
+    expect(await (await get(app, jar)).text()).toBe('2')
+    expect(await (await get(app, jar, '/peek')).text()).toBe('2')
+    const other = new CookieJar()
+    expect(await (await get(app, other)).text()).toBe('1')
+  })
+
+  it('sends no cookie when the handler does not touch the session', async () => {
+    const response = await get(counterApp(), new CookieJar(), '/peek')
+    expect(response.headers.getSetCookie()).toEqual([])
+  })
+
+  it('clears the cookie on destroy, on the very response (a redirect)', async () => {
+    const app = counterApp()
+    const jar = new CookieJar()
+    await get(app, jar)
+    const response = await get(app, jar, '/logout', { method: 'POST' })
+    expect(response.status).toBe(302)
+    expect(response.headers.getSetCookie()).toEqual([expect.stringMatching(/^sid=; Max-Age=0/)])
+    expect(await (await get(app, jar, '/peek')).text()).toBe('0')
+  })
+
+  it('accepts a sessions instance as well as options', async () => {
+    const sessions = createSessions<Data>({ store: memoryStore(), secrets: SECRET })
+    const app = new Hono<SessionEnv<Data>>()
+    app.use(session(sessions))
+    app.get('/', (c) => c.json({ isNew: c.get('session').isNew }))
+    expect(await (await app.request('/')).json()).toEqual({ isNew: true })
+  })
+
+  it('throws ERR_CONFIG when created with bad options, not at the first request', () => {
+    expect(() => session({ store: memoryStore(), secrets: 'short' })).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG' }),
+    )
+  })
+
+  it('answers 503 with the SessionError as cause, and no cookie, when the store fails on commit', async () => {
+    const broken: ServerStore = {
+      ...memoryStore(),
+      set: async () => Promise.reject(new Error('ECONNREFUSED')),
+    }
+    const app = counterApp(broken)
+    let caught: unknown
+    app.onError((error, c) => {
+      caught = error
+      return error instanceof HTTPException ? error.getResponse() : c.text('unexpected', 500)
+    })
+    const response = await app.request('https://app.example/')
+    expect(response.status).toBe(503)
+    expect(response.headers.getSetCookie()).toEqual([])
+    expect(caught).toBeInstanceOf(HTTPException)
+    expect((caught as HTTPException).cause).toBeInstanceOf(SessionError)
+    expect(((caught as HTTPException).cause as SessionError).code).toBe('ERR_STORE')
+  })
+
+  it('answers 503 when the store fails on load, without running the handler', async () => {
+    const store = memoryStore()
+    const healthy = counterApp(store)
+    const jar = new CookieJar()
+    await get(healthy, jar)
+    let ran = false
+    const app = new Hono<SessionEnv<Data>>()
+    app.use(
+      session<Data>({
+        store: { ...store, get: async () => Promise.reject(new Error('down')) },
+        secrets: SECRET,
+      }),
+    )
+    app.get('/', (c) => {
+      ran = true
+      return c.text('ok')
+    })
+    const response = await app.request(jar.request('https://app.example/'))
+    expect(response.status).toBe(503)
+    expect(ran).toBe(false)
+    expect(response.headers.getSetCookie()).toEqual([])
+  })
+
+  it('lets errors other than store failures through to the app', async () => {
+    const app = new Hono<SessionEnv<Data>>()
+    app.use(session<Data>({ store: memoryStore(), secrets: SECRET }))
+    app.get('/', (c) => {
+      c.get('session').set('count', Number.NaN)
+      return c.text('unreachable')
+    })
+    let caught: unknown
+    app.onError((error, c) => {
+      caught = error
+      return c.text('error', 500)
+    })
+    expect((await app.request('/')).status).toBe(500)
+    expect(caught).toMatchObject({ code: 'ERR_SERIALIZE' })
+  })
+
+  it('passes the Workers bindings (c.env) to the store', async () => {
+    let seen: unknown
+    const store = memoryStore()
+    const spy: ServerStore = {
+      ...store,
+      set: (key, record, ttl, ctx, replaces) => {
+        seen = ctx.env
+        return store.set(key, record, ttl, ctx, replaces)
+      },
+    }
+    const app = counterApp(spy)
+    const env = { SESSIONS: 'binding' }
+    await app.request('https://app.example/', {}, env)
+    expect(seen).toBe(env)
+  })
+})
