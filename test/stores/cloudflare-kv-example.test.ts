@@ -85,7 +85,11 @@ async function startInstance(
     },
   })
   running.push(mf)
-  await mf.ready
+  try {
+    await mf.ready
+  } catch (error) {
+    throw new Error(`workerd did not start:\n${output}`, { cause: error })
+  }
   return Object.assign(mf, { output: () => output })
 }
 
@@ -159,7 +163,9 @@ describe('the Cloudflare example Worker in Miniflare', () => {
 
   it('continues one session across two instances sharing one persisted KV directory', async () => {
     const persist = await mkdtemp(join(scratch, 'kv-'))
-    const [edgeA, edgeB] = await Promise.all([startInstance(persist), startInstance(persist)])
+    // One after the other: both open the same KV database, and the first creates it.
+    const edgeA = await startInstance(persist)
+    const edgeB = await startInstance(persist)
     const browser = new Browser()
 
     await expect(browser.session(edgeA)).resolves.toEqual({ visits: 1, user: null })
