@@ -165,8 +165,12 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
       }
       // No conditional write in KV: check that the old session still exists (a destroy seen here is not
       // undone), then write the new record and delete the old one concurrently.
-      const old = await kv.get(prefix + replaces, { type: 'text', cacheTtl: FRESH_READ_CACHE_TTL })
-      if (parseRecord(old) === null) return false
+      const fresh = { type: 'text', cacheTtl: FRESH_READ_CACHE_TTL } as const
+      if (parseRecord(await kv.get(prefix + replaces, fresh)) === null) {
+        // Gone: destroyed meanwhile, or moved by an earlier attempt of this very call (the new key is a fresh
+        // id that nothing else writes), which has then succeeded.
+        return parseRecord(await kv.get(prefix + key, fresh)) !== null
+      }
       ctx.signal.throwIfAborted()
       await Promise.all([writeNew(), retryRateLimited(ctx.signal, () => kv.delete(prefix + replaces))])
       return true

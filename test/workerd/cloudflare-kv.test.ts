@@ -203,6 +203,16 @@ describe('cloudflareKvStore inside workerd', () => {
     expect(await listed(prefix)).toEqual([])
   })
 
+  it('set with replaces, retried after it landed, resolves true again and leaves the new record alone', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    await store.set('old', record({ user: 'u1' }), 60_000, ctx())
+    await expect(store.set('new', record({ user: 'u1' }), 60_000, ctx(), 'old')).resolves.toBe(true)
+    await expect(store.set('new', record({ user: 'u1' }), 60_000, ctx(), 'old')).resolves.toBe(true)
+    expect((await listed(prefix)).map((entry) => entry.name)).toEqual([`${prefix}new`])
+    await expect(store.get('new', ctx())).resolves.toEqual(record({ user: 'u1' }))
+  })
+
   it('reads a value that is not a session record as missing', async () => {
     const prefix = freshPrefix()
     const store = cloudflareKvStore({ namespace: kv, prefix })
