@@ -75,7 +75,8 @@ export interface ServerStore {
   /**
    * Writes a whole record, replacing any under `key`. With `replaces` (regenerate), the old key is deleted in
    * the same round trip, and nothing is written unless the old record still exists (a concurrent `destroy`
-   * must not be undone): resolves false then. Without `replaces`, resolves true.
+   * must not be undone): resolves false then. Without `replaces`, resolves true. A retry of a write that landed
+   * (the old record gone, `key` already there: a fresh id only this write creates) resolves true again.
    */
   set(key: string, record: SessionRecord, ttl: number, ctx: StoreContext, replaces?: string): Promise<boolean>
   /**

@@ -96,12 +96,15 @@ end
 /*
  * set: KEYS record, live set[, replaced record]; ARGV ttl, member, replaced member (or ''), field/value pairs.
  * With a replaced record (regenerate) nothing is written unless it still exists: a concurrent destroy stands.
+ * A client retries a request whose reply was lost (@upstash/redis does, even with `retry: false`): the retry
+ * finds the old record gone because this very script already ran. The new key is a fresh random id that no one
+ * else writes, so if it exists the write landed: answer 1 again rather than end the session it created.
  */
 const SET_SCRIPT = `${LUA_WRITE}
 check(KEYS[2], 'zset')
 local ttl = tonumber(ARGV[1])
 if KEYS[3] then
-  if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+  if redis.call('EXISTS', KEYS[3]) == 0 then return redis.call('EXISTS', KEYS[1]) end
   redis.call('DEL', KEYS[3])
   redis.call('ZREM', KEYS[2], ARGV[3])
 end
