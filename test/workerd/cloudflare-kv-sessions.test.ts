@@ -7,23 +7,32 @@ import { kv } from './bindings.ts'
 
 const SECRET = 'kv-sessions-test-secret-0123456789abcdef'
 
-/** `kv` seen through a log of its writes; reads take `slowReadsMs` longer once that is set. */
+/** `kv` seen through a log of its operations and writes; reads take `slowReadsMs` longer once that is set. */
 function watched() {
+  const ops: string[] = []
   const writes: { key: string; value: string; expirationTtl: number }[] = []
   const control = { slowReadsMs: 0 }
   const namespace: KvNamespace = {
     get: async (key, getOptions) => {
+      ops.push('get')
       if (control.slowReadsMs) await new Promise((resolve) => setTimeout(resolve, control.slowReadsMs))
       return kv.get(key, getOptions)
     },
     put: (key, value, putOptions) => {
+      ops.push('put')
       writes.push({ key, value, expirationTtl: putOptions.expirationTtl })
       return kv.put(key, value, putOptions)
     },
-    delete: (key) => kv.delete(key),
-    list: (listOptions) => kv.list(listOptions),
+    delete: (key) => {
+      ops.push('delete')
+      return kv.delete(key)
+    },
+    list: (listOptions) => {
+      ops.push('list')
+      return kv.list(listOptions)
+    },
   }
-  return { namespace, writes, control }
+  return { namespace, writes, control, ops }
 }
 
 type Env = { SESSIONS: KvNamespace }
@@ -79,6 +88,34 @@ describe('sessions over Cloudflare KV', () => {
     expect(rewritten.data).toEqual({ user: 'ada' })
     expect(rewritten.meta.expiresAt).toBe(clock.now() + 600_000)
     expect(writes[1]?.expirationTtl).toBe(600)
+  })
+
+  it('costs KV these operations per request', async () => {
+    const { sessions, clock } = setup()
+    const { namespace, ops } = watched()
+    const env: Env = { SESSIONS: namespace }
+    const jar = new CookieJar()
+    /** The KV operations of one request that runs `handle` on its session. */
+    async function request(handle: (s: Awaited<ReturnType<typeof sessions.load>>) => void) {
+      ops.length = 0
+      const s = await sessions.load(jar.request(), env)
+      handle(s)
+      jar.update(await sessions.commit(s, new Response()))
+      clock.advance(1_000)
+      return [...ops]
+    }
+
+    expect(await request(() => {})).toEqual([])
+    expect(await request((s) => s.set('a', 1))).toEqual(['put'])
+    expect(await request((s) => s.get('a'))).toEqual(['get'])
+    // Load, then the fresh re-read of the patch, then the write.
+    expect(await request((s) => s.set('a', 2))).toEqual(['get', 'get', 'put'])
+    // Load, the check that the old record still exists, then the new record and the old one's deletion at once.
+    expect((await request((s) => s.regenerate())).sort()).toEqual(['delete', 'get', 'get', 'put'])
+    expect(await request((s) => s.destroy())).toEqual(['get', 'delete'])
+    ops.length = 0
+    await sessions.count(env)
+    expect(ops).toEqual(['list'])
   })
 
   it('reports a failing KV as ERR_STORE, with the KV error as cause', async () => {
