@@ -119,6 +119,13 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
 
   const kvFor = (ctx: StoreContext): KvNamespace => {
     if (typeof namespace !== 'function') return namespace
+    if (ctx.env === undefined || ctx.env === null) {
+      throw new SessionError(
+        'ERR_CONFIG',
+        'cloudflareKvStore: `namespace` takes the KV binding from the Workers env, but none was passed: call ' +
+          'sessions.load(request, env)',
+      )
+    }
     const kv = namespace(ctx.env as Env)
     if (!isKvNamespace(kv)) {
       throw new SessionError(

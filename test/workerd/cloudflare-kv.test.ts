@@ -271,7 +271,10 @@ describe('cloudflareKvStore inside workerd', () => {
 
     const missing = store.get('e', ctx({}))
     await expect(missing).rejects.toSatisfy((error) => isSessionError(error, 'ERR_CONFIG'))
-    await expect(missing).rejects.toThrow(/binding/)
+    await expect(missing).rejects.toThrow(/returned no KV namespace/)
+    const noEnv = store.get('e', { env: undefined, signal: new AbortController().signal })
+    await expect(noEnv).rejects.toSatisfy((error) => isSessionError(error, 'ERR_CONFIG'))
+    await expect(noEnv).rejects.toThrow(/sessions\.load\(request, env\)/)
   })
 
   it('lets KV errors reach the sessions layer', async () => {
