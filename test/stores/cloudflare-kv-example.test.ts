@@ -50,7 +50,8 @@ beforeAll(async () => {
 }, 120_000)
 
 afterAll(async () => {
-  await Promise.all(running.map((mf) => mf.dispose()))
+  // Every instance, even one that failed to start, then the scratch directory whatever happened.
+  await Promise.allSettled(running.map((mf) => mf.dispose()))
   if (scratch) await rm(scratch, { recursive: true, force: true })
 })
 
