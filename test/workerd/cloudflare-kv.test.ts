@@ -3,13 +3,23 @@ import { describe, expect, it } from 'vitest'
 import { isSessionError } from '../../src/errors.ts'
 import type { SessionRecord, StoreContext } from '../../src/store.ts'
 import { cloudflareKvStore, type KvNamespace } from '../../src/stores/cloudflare-kv.ts'
-import { kv } from './bindings.ts'
+import { describeStoreConformance } from '../conformance.ts'
+import { bindings, kv, type TestBindings } from './bindings.ts'
 
 const ctx = (env: unknown = {}): StoreContext => ({ env, signal: new AbortController().signal })
 
 let prefixes = 0
 /** A prefix no other test writes under, so tests sharing the namespace do not see each other's keys. */
 const freshPrefix = () => `t${++prefixes}-${crypto.randomUUID()}:`
+
+describeStoreConformance({
+  name: 'cloudflare-kv',
+  kind: 'server',
+  concurrentPatches: 'last-write-wins',
+  createStore: () =>
+    cloudflareKvStore({ namespace: (env: TestBindings) => env.SESSIONS, prefix: freshPrefix() }),
+  env: () => bindings,
+})
 
 const record = (data: Record<string, unknown>, expiresAt = 1_000_000): SessionRecord => ({
   data,
