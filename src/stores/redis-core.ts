@@ -14,12 +14,17 @@ import type { RecordPatch, ServerStore, SessionData, SessionMeta, SessionRecord 
 export interface RedisCommands {
   /** `HGETALL key`: Redis's flat `[field, value, ...]` array, or an object of those pairs, or null when empty. */
   hgetall(key: string, signal: AbortSignal): Promise<unknown>
-  /** `EVAL script numkeys ...keys ...args`: the script's reply, integers as numbers. */
+  /**
+   * `EVAL script numkeys ...keys ...args`: the script's reply, integers as numbers. `write` is false for the
+   * count script, whose only writes prune lapsed members and may be lost without harm: a client that waits for
+   * replicas after each write (`WAIT`) need not wait for it.
+   */
   eval(
     script: string,
     keys: readonly string[],
     args: readonly string[],
     signal: AbortSignal,
+    write?: boolean,
   ): Promise<unknown>
 }
 
@@ -29,6 +34,13 @@ export interface RedisStoreOptions {
   /** Put before every key this store writes. */
   prefix: string
   commands: RedisCommands
+  /**
+   * The client is a Redis Cluster client: the keys of one script must share a hash slot (CROSSSLOT otherwise).
+   * Each session is one key, but the live set and a regenerate's old record sit in other slots, so unless the
+   * prefix's hash tag pins every key to one slot (`'{sess}:'`), the store keeps no live set (no `count`) and
+   * regenerates with two single-key scripts sent at once.
+   */
+  cluster?: boolean
 }
 
 /*
@@ -43,7 +55,8 @@ export interface RedisStoreOptions {
  * also names the encoding, should another ever be needed.
  *
  * Live sessions are counted in a sorted set under `prefix + '#live'` ('#' is not base64url, so it cannot be a
- * session key), member = the hashed key, score = the deadline of the record's TTL.
+ * session key), member = the hashed key, score = the deadline of the record's TTL. On a Redis Cluster whose
+ * prefix does not pin one slot there is none: the scripts get no KEYS[2], and `check`, `track` and ZREM skip it.
  */
 const DATA = 'd:'
 const CREATED_AT = 'm:createdAt'
@@ -62,6 +75,7 @@ export const LIVE_SET = '#live'
  */
 const LUA_CHECK = `
 local function check(key, wanted)
+  if not key then return end
   local held = redis.call('TYPE', key)['ok']
   if held ~= wanted and held ~= 'none' then
     error({err = 'WRONGTYPE ' .. key .. ' holds a ' .. held .. ', not a ' .. wanted})
@@ -85,6 +99,7 @@ local function hcall(command, key, first, last)
   end
 end
 local function track(live, member, ttl)
+  if not live then return end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZREMRANGEBYSCORE', live, '-inf', '(' .. string.format('%.0f', now))
@@ -123,7 +138,7 @@ const PATCH_SCRIPT = `${LUA_WRITE}
 check(KEYS[1], 'hash')
 check(KEYS[2], 'zset')
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[2])
+  if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[2]) end
   return 0
 end
 local ttl = tonumber(ARGV[1])
@@ -139,9 +154,23 @@ return 1
 const DELETE_SCRIPT = `${LUA_CHECK}
 check(KEYS[2], 'zset')
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return 1
 `
+
+/*
+ * A regenerate on a Cluster whose prefix pins no slot, in two scripts sent at once. The new record's side: the set
+ * script (called with KEYS record alone), answering 2 when the key was already there (a retry of a write that
+ * landed: the id is fresh and only this write creates it), else 1. The old record's side: DEL, 1 if it was there.
+ */
+const SET_NEW_SCRIPT = `local existed = redis.call('EXISTS', KEYS[1])
+local function set()
+${SET_SCRIPT}
+end
+set()
+return 1 + existed
+`
+const TAKE_SCRIPT = `return redis.call('DEL', KEYS[1])`
 
 /** count: KEYS live set. Prunes the members past their deadline (Redis's clock, as above), then counts. */
 const COUNT_SCRIPT = `
@@ -155,13 +184,15 @@ return redis.call('ZCARD', KEYS[1])
  * A {@link ServerStore} over Redis hashes, for any client that can run HGETALL and EVAL. Every call is one round
  * trip; writes run as one Lua script, so each is atomic and none is ever half-applied.
  */
-export function createRedisStore({ name, prefix, commands }: RedisStoreOptions): ServerStore {
+export function createRedisStore({ name, prefix, commands, cluster }: RedisStoreOptions): ServerStore {
   if (typeof prefix !== 'string') {
     throw new SessionError('ERR_CONFIG', `the ${name} store's prefix must be a string`)
   }
-  const live = prefix + LIVE_SET
+  // Without the live set, the scripts find no KEYS[2] and skip their index work (see the Lua above).
+  const spread = cluster === true && !pinsSlot(prefix)
+  const live = spread ? [] : [prefix + LIVE_SET]
 
-  return {
+  const store: ServerStore = {
     kind: 'server',
     name,
 
@@ -170,10 +201,25 @@ export function createRedisStore({ name, prefix, commands }: RedisStoreOptions):
     },
 
     async set(key, record, ttl, { signal }, replaces) {
-      const keys = [prefix + key, live]
-      if (replaces !== undefined) keys.push(prefix + replaces)
+      const keys = [prefix + key, ...live]
+      if (replaces !== undefined && !spread) keys.push(prefix + replaces)
       const args = [ttlArg(ttl), key, replaces ?? '', ...dataFields(record.data), ...metaFields(record.meta)]
-      return written(await commands.eval(SET_SCRIPT, keys, args, signal))
+      if (replaces === undefined || !spread)
+        return written(await commands.eval(SET_SCRIPT, keys, args, signal))
+      // Cluster, two slots: write the new record and take the old one at once, one round trip's time. When the
+      // old one was gone already and this is no retry of a write that landed, it was a concurrent destroy (or
+      // its expiry): the new record is deleted again, as the one-slot script would not have written it. It has
+      // never been handed out.
+      const [set, took] = await Promise.allSettled([
+        commands.eval(SET_NEW_SCRIPT, keys, args, signal),
+        commands.eval(TAKE_SCRIPT, [prefix + replaces], [], signal),
+      ])
+      if (set.status === 'rejected') throw set.reason
+      if (took.status === 'rejected') throw took.reason
+      if (set.value !== 1 && set.value !== 2) throw unexpected('write', set.value)
+      if (written(took.value) || set.value === 2) return true
+      await commands.eval(DELETE_SCRIPT, keys, [key], signal)
+      return false
     },
 
     async patch(key, patch: RecordPatch, ttl, { signal }) {
@@ -181,7 +227,7 @@ export function createRedisStore({ name, prefix, commands }: RedisStoreOptions):
       const deleted = patch.delete.map((field) => DATA + field)
       if (!hasFlash(patch.meta)) deleted.push(FLASH)
       const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs, ...deleted]
-      return written(await commands.eval(PATCH_SCRIPT, [prefix + key, live], args, signal))
+      return written(await commands.eval(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
     },
 
     // The metadata and the TTL only: the data fields are not sent, so a touch cannot undo a concurrent write.
@@ -189,20 +235,32 @@ export function createRedisStore({ name, prefix, commands }: RedisStoreOptions):
       const pairs = metaFields(meta)
       const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs]
       if (!hasFlash(meta)) args.push(FLASH)
-      return written(await commands.eval(PATCH_SCRIPT, [prefix + key, live], args, signal))
+      return written(await commands.eval(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
     },
 
     async delete(key, { signal }) {
-      await commands.eval(DELETE_SCRIPT, [prefix + key, live], [key], signal)
+      await commands.eval(DELETE_SCRIPT, [prefix + key, ...live], [key], signal)
     },
 
     async count({ signal }) {
-      const reply = await commands.eval(COUNT_SCRIPT, [live], [], signal)
+      const reply = await commands.eval(COUNT_SCRIPT, live, [], signal, false)
       if (typeof reply !== 'number' || !Number.isSafeInteger(reply) || reply < 0)
         throw unexpected('count', reply)
       return reply
     },
   }
+  // No live set, nothing to count: `sessions.count()` rejects with ERR_UNSUPPORTED.
+  if (spread) delete store.count
+  return store
+}
+
+/**
+ * True when every key `prefix + X` (X base64url or `#live`: no braces) hashes to one Redis Cluster slot: the
+ * prefix holds the key's hash tag, a non-empty `{...}` after its first `{` (Redis hashes only that part then).
+ */
+export function pinsSlot(prefix: string): boolean {
+  const open = prefix.indexOf('{')
+  return open >= 0 && prefix.indexOf('}', open + 1) > open + 1
 }
 
 /** Encodes one value: see the layout note above. */

@@ -1,0 +1,553 @@
+/** @module redisStore() through ioredis against real redis-servers: standalone, with a replica, and a Cluster. */
+import { randomBytes } from 'node:crypto'
+import {
+  createSessions,
+  type RecordPatch,
+  type SessionMeta,
+  type SessionRecord,
+  type SessionsOptions,
+  type StoreContext,
+} from 'edge-session'
+import { type IoRedisClient, type IoRedisPipeline, redisStore } from 'edge-session/stores/redis'
+import { pinsSlot } from 'edge-session/stores/redis-core'
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
+import { describeStoreConformance } from '../conformance.ts'
+import { CookieJar } from '../support/jar.ts'
+import { infoField, type RedisNode, RedisNodes, startCluster, waitUntil } from '../support/redis-nodes.ts'
+
+/** The client options the store's documentation recommends: fail fast, never replay a write later. */
+const RECOMMENDED: RedisOptions = {
+  host: '127.0.0.1',
+  lazyConnect: true,
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 0,
+  commandTimeout: 3_000,
+  retryStrategy: () => 100,
+}
+
+let nodes: RedisNodes
+/** A server without replicas. */
+let standalone: RedisNode
+/** A master with one replica, for waitForReplicas. */
+let master: RedisNode
+const clients: (Redis | Cluster)[] = []
+
+async function connect(node: RedisNode, options: RedisOptions = {}): Promise<Redis> {
+  const client = new Redis({ ...RECOMMENDED, port: node.port, ...options })
+  // Connection errors reach the calls that fail; without a listener ioredis would also log each reconnect.
+  client.on('error', () => {})
+  clients.push(client)
+  await client.connect()
+  return client
+}
+
+beforeAll(async () => {
+  nodes = await RedisNodes.create()
+  ;[standalone, master] = await Promise.all([nodes.start('standalone'), nodes.start('master')])
+  const replica = await nodes.start('replica', [`replicaof 127.0.0.1 ${master.port}`])
+  await waitUntil(
+    async () => infoField(await replica.text('INFO', 'replication'), 'master_link_status') === 'up',
+    'the replica to sync',
+  )
+})
+
+afterAll(async () => {
+  for (const client of clients) client.disconnect()
+  await nodes?.stop()
+})
+
+let prefixes = 0
+const nextPrefix = () => `conformance-${++prefixes}:`
+
+// Not `await`ed at registration: vitest collects the suites first, the clients connect in each createStore.
+let plain: Promise<Redis> | undefined
+describeStoreConformance({
+  name: 'redis (ioredis, standalone)',
+  kind: 'server',
+  createStore: async () => {
+    plain ??= connect(standalone)
+    return redisStore({ client: await plain, prefix: nextPrefix() })
+  },
+  realTimeExpiry: true,
+})
+
+let replicated: Promise<Redis> | undefined
+describeStoreConformance({
+  name: 'redis (ioredis, master and replica, waitForReplicas 1)',
+  kind: 'server',
+  createStore: async () => {
+    replicated ??= connect(master)
+    return redisStore({
+      client: await replicated,
+      prefix: nextPrefix(),
+      waitForReplicas: { replicas: 1, timeout: 1_000 },
+    })
+  },
+  realTimeExpiry: true,
+})
+
+const ctx = (): StoreContext => ({ env: undefined, signal: new AbortController().signal })
+const newKey = () => randomBytes(32).toString('base64url')
+const HOUR = 3_600_000
+
+const meta = (over: Partial<SessionMeta> = {}): SessionMeta => ({
+  createdAt: 946_684_800_000,
+  lastSeenAt: 946_684_800_000,
+  expiresAt: 946_686_600_000,
+  ...over,
+})
+const record = (data: Record<string, unknown>, over: Partial<SessionMeta> = {}): SessionRecord => ({
+  data,
+  meta: meta(over),
+})
+const patch = (set: Record<string, unknown>, del: string[] = []): RecordPatch => ({
+  set,
+  delete: del,
+  meta: meta(),
+})
+
+/** Calls of the commands this store sends, from the server's own `INFO commandstats`. */
+async function commandCalls(node: RedisNode): Promise<Record<string, number>> {
+  const info = await node.text('INFO', 'commandstats')
+  const calls: Record<string, number> = {}
+  for (const name of ['hgetall', 'eval', 'evalsha', 'wait']) {
+    calls[name] = Number(/calls=(\d+)/.exec(infoField(info, `cmdstat_${name}`) ?? '')?.[1] ?? 0)
+  }
+  return calls
+}
+
+const sum = (calls: Record<string, number>) => Object.values(calls).reduce((a, b) => a + b, 0)
+
+/**
+ * The client, counting its round trips: each HGETALL, EVAL and pipeline `exec` is one request written and one
+ * reply awaited (a pipeline's commands go out in one write).
+ */
+function countingClient(inner: Redis): IoRedisClient & { trips: number } {
+  const counted = {
+    trips: 0,
+    isCluster: inner.isCluster,
+    hgetall(key: string) {
+      counted.trips++
+      return inner.hgetall(key)
+    },
+    eval(script: string, numkeys: number, ...rest: string[]) {
+      counted.trips++
+      return inner.eval(script, numkeys, ...rest)
+    },
+    pipeline() {
+      const pipeline = inner.pipeline()
+      const wrapped: IoRedisPipeline = {
+        eval(script, numkeys, ...rest) {
+          pipeline.eval(script, numkeys, ...rest)
+          return wrapped
+        },
+        wait(replicas, timeout) {
+          pipeline.wait(replicas, timeout)
+          return wrapped
+        },
+        exec() {
+          counted.trips++
+          return pipeline.exec()
+        },
+      }
+      return wrapped
+    },
+  }
+  return counted
+}
+
+describe('redisStore', () => {
+  it('takes an ioredis Redis or Cluster client as it is typed', () => {
+    expectTypeOf<Redis>().toExtend<IoRedisClient>()
+    expectTypeOf<Cluster>().toExtend<IoRedisClient>()
+    expectTypeOf<{ hgetall: () => void }>().not.toExtend<IoRedisClient>()
+  })
+
+  it('is a server store named redis that can touch and count', async () => {
+    const store = redisStore({ client: await connect(standalone) })
+    expect(store.kind).toBe('server')
+    expect(store.name).toBe('redis')
+    expect(typeof store.touch).toBe('function')
+    expect(typeof store.count).toBe('function')
+  })
+
+  it('rejects a missing client and bad waitForReplicas at creation with ERR_CONFIG', async () => {
+    const client = await connect(standalone)
+    const config = expect.objectContaining({ name: 'SessionError', code: 'ERR_CONFIG' })
+    expect(() => redisStore({ client: undefined as unknown as IoRedisClient })).toThrow(config)
+    expect(() => redisStore({ client: {} as IoRedisClient })).toThrow(config)
+    expect(() => redisStore({ client, prefix: 7 as unknown as string })).toThrow(config)
+    for (const waitForReplicas of [
+      { replicas: 0, timeout: 100 },
+      { replicas: 1.5, timeout: 100 },
+      { replicas: 1, timeout: 0 },
+      { replicas: 1, timeout: Number.POSITIVE_INFINITY },
+      { replicas: '1' as unknown as number, timeout: 100 },
+    ]) {
+      expect(() => redisStore({ client, waitForReplicas })).toThrow(config)
+    }
+  })
+
+  it('keeps the Upstash store layout: a hash under prefix + key, j-encoded fields, a live set', async () => {
+    const client = await connect(standalone)
+    const store = redisStore({ client, prefix: 'layout:' })
+    const key = newKey()
+    await store.set(key, record({ user: 'ada', n: 3 }, { flash: ['n'] }), 90_000, ctx())
+    expect(await client.type(`layout:${key}`)).toBe('hash')
+    expect(await client.hgetall(`layout:${key}`)).toEqual({
+      'd:user': 'j"ada"',
+      'd:n': 'j3',
+      'm:createdAt': 'j946684800000',
+      'm:lastSeenAt': 'j946684800000',
+      'm:expiresAt': 'j946686600000',
+      'm:flash': 'j["n"]',
+    })
+    const ttl = await client.pttl(`layout:${key}`)
+    expect(ttl).toBeGreaterThan(85_000)
+    expect(ttl).toBeLessThanOrEqual(90_000)
+    expect(await client.zrange('layout:#live', '0', '-1')).toEqual([key])
+    expect(await store.get(key, ctx())).toEqual(record({ user: 'ada', n: 3 }, { flash: ['n'] }))
+  })
+
+  it('uses the prefix sess: by default', async () => {
+    const client = await connect(standalone)
+    const key = newKey()
+    await redisStore({ client }).set(key, record({}), HOUR, ctx())
+    expect(await client.exists(`sess:${key}`)).toBe(1)
+    await client.del(`sess:${key}`, 'sess:#live')
+  })
+
+  it.each([
+    ['stringNumbers: true', { stringNumbers: true }],
+    ['keyPrefix: "app:"', { keyPrefix: 'app:' }],
+    ['protocol: 2 (RESP2)', { protocol: 2 as const }],
+    ['enableAutoPipelining: true', { enableAutoPipelining: true }],
+  ])('works with a client with %s', async (_, options) => {
+    const store = redisStore({ client: await connect(standalone, options), prefix: nextPrefix() })
+    const [oldKey, key] = [newKey(), newKey()]
+    const data = { n: '1.5', big: 2 ** 53 - 1, nested: { a: [1, null] } }
+    expect(await store.set(oldKey, record(data), HOUR, ctx())).toBe(true)
+    expect(await store.patch(oldKey, patch({ m: 'x' }, ['n']), HOUR, ctx())).toBe(true)
+    expect(await store.set(key, record({ moved: true }), HOUR, ctx(), oldKey)).toBe(true)
+    expect(await store.get(oldKey, ctx())).toBeNull()
+    expect(await store.get(key, ctx())).toEqual(record({ moved: true }))
+    expect(await store.count?.(ctx())).toBe(1)
+    expect(await store.patch(oldKey, patch({ late: 1 }), HOUR, ctx())).toBe(false)
+  })
+
+  it('costs one round trip and one command per call', async () => {
+    const client = countingClient(await connect(standalone))
+    const store = redisStore({ client, prefix: nextPrefix() })
+    const [oldKey, key] = [newKey(), newKey()]
+    const measured = await measure(standalone, client, {
+      set: () => store.set(oldKey, record({ a: 1 }), HOUR, ctx()),
+      get: () => store.get(oldKey, ctx()),
+      patch: () => store.patch(oldKey, patch({ b: 2 }, ['a']), HOUR, ctx()),
+      touch: async () => store.touch?.(oldKey, meta(), HOUR, ctx()),
+      'set replaces': () => store.set(key, record({ b: 2 }), HOUR, ctx(), oldKey),
+      count: async () => store.count?.(ctx()),
+      delete: () => store.delete(key, ctx()),
+    })
+    expect(measured).toEqual({
+      set: [1, 1],
+      get: [1, 1],
+      patch: [1, 1],
+      touch: [1, 1],
+      'set replaces': [1, 1],
+      count: [1, 1],
+      delete: [1, 1],
+    })
+  })
+
+  it('sends nothing when the signal is already aborted', async () => {
+    const client = countingClient(await connect(standalone))
+    const store = redisStore({ client })
+    const controller = new AbortController()
+    controller.abort(new Error('timed out'))
+    const aborted = { env: undefined, signal: controller.signal }
+    const before = sum(await commandCalls(standalone))
+    await expect(store.get(newKey(), aborted)).rejects.toThrow('timed out')
+    await expect(store.set(newKey(), record({}), HOUR, aborted)).rejects.toThrow('timed out')
+    expect(client.trips).toBe(0)
+    expect(sum(await commandCalls(standalone))).toBe(before)
+  })
+
+  it('rejects every call at once while the server is unreachable (recommended options)', async () => {
+    const own = await nodes.start('short-lived')
+    const store = redisStore({ client: await connect(own), prefix: nextPrefix() })
+    const key = newKey()
+    await store.set(key, record({ a: 1 }), HOUR, ctx())
+    await own.kill()
+    const started = Date.now()
+    await expect(store.get(key, ctx())).rejects.toThrow()
+    await expect(store.set(key, record({ lost: true }), HOUR, ctx())).rejects.toThrow()
+    await expect(store.patch(key, patch({ a: 9 }), HOUR, ctx())).rejects.toThrow()
+    await expect(store.delete(key, ctx())).rejects.toThrow()
+    await expect(store.count?.(ctx())).rejects.toThrow()
+    expect(Date.now() - started).toBeLessThan(1_000)
+  })
+})
+
+describe('redisStore with waitForReplicas', () => {
+  it('sends WAIT behind each write in the same round trip, and none behind reads and counts', async () => {
+    const client = countingClient(await connect(master))
+    const store = redisStore({
+      client,
+      prefix: nextPrefix(),
+      waitForReplicas: { replicas: 1, timeout: 1_000 },
+    })
+    const [oldKey, key] = [newKey(), newKey()]
+    const measured = await measure(master, client, {
+      set: () => store.set(oldKey, record({ a: 1 }), HOUR, ctx()),
+      get: () => store.get(oldKey, ctx()),
+      patch: () => store.patch(oldKey, patch({ b: 2 }, ['a']), HOUR, ctx()),
+      touch: async () => store.touch?.(oldKey, meta(), HOUR, ctx()),
+      'set replaces': () => store.set(key, record({ b: 2 }), HOUR, ctx(), oldKey),
+      count: async () => store.count?.(ctx()),
+      delete: () => store.delete(key, ctx()),
+    })
+    // [round trips, commands]: a write is EVAL + WAIT, sent together.
+    expect(measured).toEqual({
+      set: [1, 2],
+      get: [1, 1],
+      patch: [1, 2],
+      touch: [1, 2],
+      'set replaces': [1, 2],
+      count: [1, 1],
+      delete: [1, 2],
+    })
+  })
+
+  it('resolves a write only once the replica has it', async () => {
+    const client = await connect(master)
+    const replica = nodes.nodes.find((node) => node.name === 'replica')
+    if (!replica) throw new Error('no replica')
+    const store = redisStore({ client, prefix: 'acked:', waitForReplicas: { replicas: 1, timeout: 1_000 } })
+    for (let i = 0; i < 20; i++) {
+      const key = newKey()
+      await store.set(key, record({ i }), HOUR, ctx())
+      // Read straight from the replica, with no wait in between: it has the write already.
+      expect(await replica.text('HGET', `acked:${key}`, 'd:i')).toBe(`j${i}`)
+    }
+  })
+
+  it('fails a write that fewer replicas than asked acknowledged in time, with ERR_STORE from commit', async () => {
+    const client = await connect(standalone)
+    const prefix = nextPrefix()
+    const store = redisStore({ client, prefix, waitForReplicas: { replicas: 1, timeout: 200 } })
+    const started = Date.now()
+    await expect(store.set(newKey(), record({ a: 1 }), HOUR, ctx())).rejects.toThrow(
+      'the write reached 0 of 1 replicas within 200 ms (WAIT)',
+    )
+    expect(Date.now() - started).toBeGreaterThanOrEqual(190)
+    // Reads and counts do not wait for replicas.
+    expect(await store.get(newKey(), ctx())).toBeNull()
+    expect(await store.count?.(ctx())).toBe(1)
+
+    const sessions = createSessions({ store, secrets: ['wait-test-secret-0123456789abcdefghijklmn'] })
+    const session = await sessions.load(new Request('https://app.example/'))
+    session.set('user', 'ada')
+    await expect(sessions.commit(session, new Response())).rejects.toMatchObject({
+      name: 'SessionError',
+      code: 'ERR_STORE',
+      cause: expect.objectContaining({ message: expect.stringContaining('WAIT') }),
+    })
+  })
+})
+
+describe('createSessions over redisStore: round trips per request', () => {
+  const SECRET = 'redis-test-secret-0123456789abcdefghijklmnop'
+
+  it.each([
+    ['without waitForReplicas', false],
+    ['with waitForReplicas', true],
+  ])('match the Upstash store budget %s', async (_, wait) => {
+    const node = wait ? master : standalone
+    const client = countingClient(await connect(node))
+    let now = Date.UTC(2030, 0, 1)
+    const sessions = createSessions<Record<string, unknown>>({
+      store: redisStore({
+        client,
+        prefix: nextPrefix(),
+        ...(wait ? { waitForReplicas: { replicas: 1, timeout: 1_000 } } : {}),
+      }),
+      secrets: [SECRET],
+      idleTimeout: 1800,
+      touchInterval: 60,
+      now: () => now,
+    } satisfies SessionsOptions)
+    const jar = new CookieJar()
+    const visit = (handle: (s: Awaited<ReturnType<typeof sessions.load>>) => void) => async () => {
+      const session = await sessions.load(jar.request())
+      handle(session)
+      jar.update(await sessions.commit(session, new Response()))
+    }
+    const measured = await measure(node, client, {
+      anonymous: visit(() => {}),
+      new: visit((s) => s.set('a', 1)),
+      readOnly: visit((s) => s.get('a')),
+      changing: visit((s) => s.set('b', 2)),
+      touch: visit(() => {
+        now += 61_000
+      }),
+      regenerate: visit((s) => s.regenerate()),
+      destroy: visit((s) => s.destroy()),
+    })
+    const trips = Object.fromEntries(Object.entries(measured).map(([name, [n]]) => [name, n]))
+    expect(trips).toEqual({
+      anonymous: 0,
+      new: 1,
+      readOnly: 1,
+      changing: 2,
+      touch: 2,
+      regenerate: 2,
+      destroy: 2,
+    })
+    const commands = Object.fromEntries(Object.entries(measured).map(([name, [, n]]) => [name, n]))
+    const w = wait ? 1 : 0
+    expect(commands).toEqual({
+      anonymous: 0,
+      new: 1 + w,
+      readOnly: 1,
+      changing: 2 + w,
+      touch: 2 + w,
+      regenerate: 2 + w,
+      destroy: 2 + w,
+    })
+    expect(jar.cookies.size).toBe(0)
+  })
+})
+
+/** Runs each step alone; returns [round trips, commands the server ran] for each. */
+async function measure(
+  node: RedisNode,
+  client: { trips: number },
+  steps: Record<string, () => Promise<unknown>>,
+): Promise<Record<string, [number, number]>> {
+  const measured: Record<string, [number, number]> = {}
+  for (const [name, step] of Object.entries(steps)) {
+    client.trips = 0
+    const before = sum(await commandCalls(node))
+    await step()
+    measured[name] = [client.trips, sum(await commandCalls(node)) - before]
+  }
+  return measured
+}
+
+describe('pinsSlot: whether a prefix holds the hash tag of every key', () => {
+  it.each([
+    ['sess:', false],
+    ['{sess}:', true],
+    ['app:{sess}:', true],
+    ['{}sess:', false],
+    ['a{b', false],
+    ['a}b{c}', true],
+    ['{a}{b}', true],
+    ['', false],
+  ])('%j → %s', (prefix, pinned) => {
+    expect(pinsSlot(prefix)).toBe(pinned)
+  })
+})
+
+describe('redisStore on a Redis Cluster (3 masters)', () => {
+  let members: RedisNode[] = []
+  let cluster: Cluster | undefined
+
+  beforeAll(async () => {
+    members = await startCluster(nodes, 3)
+    const first = members[0] as RedisNode
+    cluster = new Cluster([{ host: '127.0.0.1', port: first.port }], {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      redisOptions: { maxRetriesPerRequest: 0, commandTimeout: 3_000 },
+    })
+    cluster.on('error', () => {})
+    clients.push(cluster)
+    await cluster.connect()
+  })
+
+  const client = () => {
+    if (!cluster) throw new Error('no cluster')
+    return cluster
+  }
+  const slot = async (key: string) => Number(await (members[0] as RedisNode).text('CLUSTER', 'KEYSLOT', key))
+
+  describeStoreConformance({
+    name: 'redis (ioredis Cluster, keys spread over slots: no count)',
+    kind: 'server',
+    createStore: () => redisStore({ client: client(), prefix: nextPrefix() }),
+    realTimeExpiry: true,
+  })
+
+  describeStoreConformance({
+    name: 'redis (ioredis Cluster, prefix with a hash tag: one slot)',
+    kind: 'server',
+    createStore: () => redisStore({ client: client(), prefix: `{${nextPrefix()}}` }),
+    realTimeExpiry: true,
+  })
+
+  it('agrees with Redis on which prefixes put every key in one slot', async () => {
+    for (const prefix of ['sess:', '{sess}:', 'app:{sess}:', '{}sess:', 'a{b', 'a}b{c}']) {
+      const slots = new Set(
+        await Promise.all(
+          [...Array.from({ length: 6 }, () => prefix + newKey()), `${prefix}#live`].map(slot),
+        ),
+      )
+      expect(slots.size === 1, prefix).toBe(pinsSlot(prefix))
+    }
+  })
+
+  it('has no count without a hash tag in the prefix: sessions.count() is ERR_UNSUPPORTED', async () => {
+    const store = redisStore({ client: client(), prefix: nextPrefix() })
+    expect(store.count).toBeUndefined()
+    const sessions = createSessions({ store, secrets: ['cluster-secret-0123456789abcdefghijklmnopq'] })
+    await expect(sessions.count()).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' })
+    const tagged = redisStore({ client: client(), prefix: `{${nextPrefix()}}` })
+    await tagged.set(newKey(), record({}), HOUR, ctx())
+    expect(await tagged.count?.(ctx())).toBe(1)
+  })
+
+  /** Two keys whose records sit on different nodes, so a regenerate must cross slots and nodes. */
+  async function keysOnTwoNodes(prefix: string): Promise<[string, string]> {
+    const owner = (s: number) => Math.floor(s / Math.ceil(16384 / members.length))
+    const first = newKey()
+    for (;;) {
+      const second = newKey()
+      if (owner(await slot(prefix + first)) !== owner(await slot(prefix + second))) return [first, second]
+    }
+  }
+
+  it('regenerates across nodes: the new record written, the old one gone', async () => {
+    const prefix = nextPrefix()
+    const store = redisStore({ client: client(), prefix })
+    const [oldKey, key] = await keysOnTwoNodes(prefix)
+    await store.set(oldKey, record({ a: 1 }), HOUR, ctx())
+    expect(await store.set(key, record({ a: 1, b: 2 }), HOUR, ctx(), oldKey)).toBe(true)
+    expect(await client().exists(prefix + oldKey)).toBe(0)
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2 }))
+    // A retry of that write, which landed, answers true again and keeps the session.
+    expect(await store.set(key, record({ a: 1, b: 2 }), HOUR, ctx(), oldKey)).toBe(true)
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2 }))
+  })
+
+  it('does not bring back a session destroyed before its regenerate', async () => {
+    const prefix = nextPrefix()
+    const store = redisStore({ client: client(), prefix })
+    const [oldKey, key] = await keysOnTwoNodes(prefix)
+    await store.set(oldKey, record({ a: 1 }), HOUR, ctx())
+    await store.delete(oldKey, ctx())
+    expect(await store.set(key, record({ a: 1 }), HOUR, ctx(), oldKey)).toBe(false)
+    expect(await client().exists(prefix + key)).toBe(0)
+    expect(await client().exists(prefix + oldKey)).toBe(0)
+  })
+
+  it('waits for replicas on a Cluster too (WAIT goes to the node of the write)', async () => {
+    // The masters have no replicas: a write asking for one must fail, after reaching its node.
+    const prefix = nextPrefix()
+    const store = redisStore({ client: client(), prefix, waitForReplicas: { replicas: 1, timeout: 100 } })
+    const key = newKey()
+    await expect(store.set(key, record({ a: 1 }), HOUR, ctx())).rejects.toThrow(/reached 0 of 1 replicas/)
+    expect(await client().exists(prefix + key)).toBe(1)
+  })
+})
