@@ -504,7 +504,7 @@ export async function callStore<T>(
       cause: error,
     })
   } finally {
-    clearTimeout(timer)
+    if (timer !== undefined) clearTimeout(timer)
   }
 }
 
