@@ -2,13 +2,15 @@
  * @module The demo app on Node (`npm start`), also run unchanged by Bun.
  *
  * Environment: PORT (default 3000), SESSION_SECRET (at least 32 characters), SESSION_STORE=cookie to seal the
- * session into the cookie itself instead of keeping it in memory.
+ * session into the cookie itself instead of keeping it in memory. REDIS_URL (redis://127.0.0.1:6379), or
+ * REDIS_SENTINELS (host:port,host:port) with REDIS_MASTER_NAME, keep sessions in your own Redis (ioredis).
  */
 
 import { serve } from '@hono/node-server'
-import { createSessions } from 'edge-session'
+import { createSessions, type SessionStore } from 'edge-session'
 import { cookieStore } from 'edge-session/stores/cookie'
 import { memoryStore } from 'edge-session/stores/memory'
+import { redisStore } from 'edge-session/stores/redis'
 import { createDemoApp, type DemoData } from '../shared/app.ts'
 
 const env = process.env
@@ -24,9 +26,40 @@ if (!secret) {
   )
 }
 
-const sealed = env.SESSION_STORE === 'cookie'
-const store = sealed ? cookieStore() : memoryStore()
-const storeName = sealed ? 'sealed cookie' : 'memory'
+/** The store the environment asks for: a sealed cookie, Redis, else memory. */
+async function chooseStore(): Promise<{ store: SessionStore; storeName: string }> {
+  if (env.SESSION_STORE === 'cookie') return { store: cookieStore(), storeName: 'sealed cookie' }
+  if (env.REDIS_URL || env.REDIS_SENTINELS) {
+    // Loaded only when asked for: the other stores need no ioredis installed.
+    const { Redis } = await import('ioredis')
+    // Fail fast while Redis is unreachable (the request gets a 503), and never replay a write later.
+    const options = {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: 2_000,
+      retryStrategy: () => 200,
+    }
+    const sentinels = env.REDIS_SENTINELS?.split(',').map((address) => {
+      const [host = '', port = '26379'] = address.trim().split(':')
+      return { host, port: Number(port) }
+    })
+    const client = sentinels
+      ? new Redis({
+          ...options,
+          sentinels,
+          name: env.REDIS_MASTER_NAME ?? 'mymaster',
+          sentinelRetryStrategy: () => 200,
+        })
+      : new Redis(env.REDIS_URL ?? '', options)
+    client.on('error', (error: Error) => console.warn(`redis: ${error.message}`))
+    await client.connect()
+    return { store: redisStore({ client }), storeName: sentinels ? 'Redis (Sentinel)' : 'Redis' }
+  }
+  return { store: memoryStore(), storeName: 'memory' }
+}
+
+const { store, storeName } = await chooseStore()
 const sessions = createSessions<DemoData>({ store, secrets: [secret] })
 const app = createDemoApp(sessions, { runtime, store: storeName })
 

@@ -76,8 +76,10 @@ export interface RedisStoreOptions {
  * `enableOfflineQueue: false` (no queueing while disconnected: calls fail at once; connect before serving),
  * `maxRetriesPerRequest: 0` (a call in flight when the connection drops fails rather than being resent),
  * `commandTimeout` above `waitForReplicas.timeout` and below the sessions' `storeTimeout` (default 5000 ms),
- * a short `retryStrategy` (reconnect every 100-500 ms) and, with Sentinel, a short `sentinelRetryStrategy` and
- * `failoverDetector: true` (reconnect on Sentinel's `+switch-master`).
+ * a short `retryStrategy` (reconnect every 100-500 ms) and, with Sentinel, a short `sentinelRetryStrategy`. Leave
+ * ioredis's `failoverDetector` off: Redis drops its clients when Sentinel changes its role anyway, and in ioredis
+ * 6.0.0 a `+switch-master` that arrives while the client is reconnecting ends the client for good (every call
+ * then fails with "Connection is closed.").
  *
  * @param options `client`, an ioredis client; `prefix` for the keys, default `'sess:'`; `waitForReplicas`, to
  * wait for replication after each write.
@@ -96,7 +98,6 @@ export interface RedisStoreOptions {
  *   commandTimeout: 2000,
  *   retryStrategy: () => 200,
  *   sentinelRetryStrategy: () => 200,
- *   failoverDetector: true,
  * })
  * await client.connect()
  * const sessions = createSessions({

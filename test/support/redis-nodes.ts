@@ -84,7 +84,8 @@ export class RedisNodes {
       'daemonize no',
       'logfile ""',
       `dir ${dir}`,
-      ...(sentinel ? [] : ['save ""', 'appendonly no']),
+      // A replica syncs at once: by default the master waits 5 s for more replicas before a diskless sync.
+      ...(sentinel ? [] : ['save ""', 'appendonly no', 'repl-diskless-sync-delay 0']),
     ]
     // Sentinel rewrites its config file (what it learns, the new master after a failover): it must be writable.
     await writeFile(config, `${[...basics, ...lines].join('\n')}\n`)
