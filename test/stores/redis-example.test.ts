@@ -1,6 +1,6 @@
 /**
  * @module The Node example with REDIS_URL: sessions kept in a throwaway redis-server through redisStore, so a
- * visit count carries on from one example process to the next.
+ * visit count carries on from one example process to the next, Node's and then Bun's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client } from '../e2e/support/client.ts'
@@ -22,8 +22,8 @@ afterAll(async () => {
   await redis?.stop()
 })
 
-async function start(): Promise<RunningExample> {
-  const example = await startExample('node', {
+async function start(runtime: 'node' | 'bun' = 'node'): Promise<RunningExample> {
+  const example = await startExample(runtime, {
     SESSION_SECRET: SECRET,
     REDIS_URL: `redis://127.0.0.1:${redis.port}`,
   })
@@ -42,7 +42,7 @@ async function sessionKeys(): Promise<string[]> {
 }
 
 describe('the Node example with REDIS_URL', () => {
-  it('keeps sessions in Redis: visits continue in a second example process', async () => {
+  it('keeps sessions in Redis: visits continue in a second example process, and under Bun', async () => {
     const client = new Client()
     const first = await start()
     expect(await client.page(first)).toContain('with the Redis store.')
@@ -56,7 +56,12 @@ describe('the Node example with REDIS_URL', () => {
     expect(await client.session(second)).toEqual({ visits: 4, user: 'ada' })
     // One session: the record of the id before login was deleted when login regenerated it.
     expect(await sessionKeys()).toHaveLength(1)
-    await client.logout(second)
+    await second.stop()
+
+    // Bun runs the same example and ioredis over its node:net.
+    const bun = await start('bun')
+    expect(await client.session(bun)).toEqual({ visits: 5, user: 'ada' })
+    await client.logout(bun)
     expect(await sessionKeys()).toHaveLength(0)
   }, 120_000)
 })
