@@ -2,8 +2,10 @@
  * @module The demo app on Node (`npm start`), also run unchanged by Bun.
  *
  * Environment: PORT (default 3000), SESSION_SECRET (at least 32 characters), SESSION_STORE=cookie to seal the
- * session into the cookie itself instead of keeping it in memory. REDIS_URL (redis://127.0.0.1:6379), or
- * REDIS_SENTINELS (host:port,host:port) with REDIS_MASTER_NAME, keep sessions in your own Redis (ioredis).
+ * session into the cookie itself instead of keeping it in memory. UPSTASH_REDIS_REST_URL and
+ * UPSTASH_REDIS_REST_TOKEN keep sessions in Upstash Redis, shared with every instance and runtime. REDIS_URL
+ * (redis://127.0.0.1:6379), or REDIS_SENTINELS (host:port,host:port) with REDIS_MASTER_NAME, keep sessions in
+ * your own Redis (ioredis).
  */
 
 import { serve } from '@hono/node-server'
@@ -11,6 +13,7 @@ import { createSessions, type SessionStore } from 'edge-session'
 import { cookieStore } from 'edge-session/stores/cookie'
 import { memoryStore } from 'edge-session/stores/memory'
 import { redisStore } from 'edge-session/stores/redis'
+import { upstashStore } from 'edge-session/stores/upstash'
 import { createDemoApp, type DemoData } from '../shared/app.ts'
 
 const env = process.env
@@ -26,9 +29,15 @@ if (!secret) {
   )
 }
 
-/** The store the environment asks for: a sealed cookie, Redis, else memory. */
+/** The store the environment asks for: a sealed cookie, Upstash, Redis, else memory. */
 async function chooseStore(): Promise<{ store: SessionStore; storeName: string }> {
   if (env.SESSION_STORE === 'cookie') return { store: cookieStore(), storeName: 'sealed cookie' }
+  if (env.UPSTASH_REDIS_REST_URL && env.UPSTASH_REDIS_REST_TOKEN) {
+    // Loaded only when asked for, like ioredis below: @upstash/redis is an optional peer dependency.
+    const { Redis } = await import('@upstash/redis')
+    const redis = new Redis({ url: env.UPSTASH_REDIS_REST_URL, token: env.UPSTASH_REDIS_REST_TOKEN })
+    return { store: upstashStore({ redis }), storeName: 'Upstash Redis' }
+  }
   if (env.REDIS_URL || env.REDIS_SENTINELS) {
     // Loaded only when asked for: the other stores need no ioredis installed.
     const { Redis } = await import('ioredis')
