@@ -1,0 +1,122 @@
+/**
+ * @module In a real browser: Debian's Chromium, driven by playwright-core, logs in on one Node example and finds
+ * itself logged in on a second one (another process, another port) that shares the Upstash store; it logs out
+ * there and is logged out on the first. Cookies do not depend on the port, so both servers see one cookie.
+ */
+
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type BrowserContext, chromium, type Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
+import { type RunningExample, startExample } from './support/examples.ts'
+
+const SECRET = 'browser-test-secret-0123456789abcdefghijklmnop'
+
+let upstash: LocalUpstash | undefined
+let servers: RunningExample[] = []
+let first: RunningExample
+let second: RunningExample
+let profile: string | undefined
+let context: BrowserContext | undefined
+
+beforeAll(async () => {
+  upstash = await startLocalUpstash()
+  const env = {
+    SESSION_SECRET: SECRET,
+    UPSTASH_REDIS_REST_URL: upstash.endpoint.url,
+    UPSTASH_REDIS_REST_TOKEN: upstash.endpoint.token,
+  }
+  const started = await Promise.allSettled([startExample('node', env), startExample('node', env)])
+  servers = started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []))
+  for (const result of started) if (result.status === 'rejected') throw result.reason
+  ;[first, second] = servers as [RunningExample, RunningExample]
+  profile = await mkdtemp(join(tmpdir(), 'edge-session-chromium-'))
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    chromiumSandbox: false,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  })
+}, 180_000)
+
+afterAll(async () => {
+  await context?.close()
+  await Promise.all(servers.map((server) => server.stop()))
+  await upstash?.stop()
+  if (profile) await rm(profile, { recursive: true, force: true })
+})
+
+/** What the demo page shows. */
+async function view(page: Page) {
+  return {
+    visits: Number(await page.locator('#visits').textContent()),
+    user: (await page.locator('#user').count()) > 0 ? await page.locator('#user').textContent() : null,
+    flashes: await page.locator('.flash').allTextContents(),
+  }
+}
+
+describe('a browser session shared by two Node instances through Upstash', () => {
+  it('logs in on one, stays logged in on the other, and logs out of both from the second', async () => {
+    if (!context) throw new Error('no browser')
+    const page = await context.newPage()
+
+    await page.goto(`${first.url}/`)
+    expect(await view(page)).toEqual({ visits: 1, user: null, flashes: [] })
+    expect(await page.textContent('footer')).toContain('with the Upstash Redis store')
+
+    // The form posts to /api/login, which answers with a redirect to the page.
+    await page.fill('input[name="user"]', 'ada')
+    await Promise.all([page.waitForURL(`${first.url}/`), page.click('button[type="submit"]')])
+    expect(await view(page)).toEqual({ visits: 2, user: 'ada', flashes: ['Welcome, ada!'] })
+
+    // The flash was for one page only.
+    await page.reload()
+    expect(await view(page)).toEqual({ visits: 3, user: 'ada', flashes: [] })
+
+    // The session cookie is HttpOnly: scripts do not see it; the browser keeps it for 127.0.0.1, any port.
+    expect(await page.evaluate(() => document.cookie)).toBe('')
+    const [cookie, ...others] = await context.cookies(first.url)
+    expect(others).toEqual([])
+    expect(cookie).toMatchObject({
+      name: 'sid',
+      domain: '127.0.0.1',
+      path: '/',
+      httpOnly: true,
+      sameSite: 'Lax',
+    })
+    // `Secure` is 'auto': off for plain http on loopback, or the browser would not send it back here.
+    expect(cookie?.secure).toBe(false)
+
+    // Another process, another port: the same session, from the shared store.
+    await page.goto(`${second.url}/`)
+    expect(await view(page)).toEqual({ visits: 4, user: 'ada', flashes: [] })
+    expect(await page.evaluate(() => document.cookie)).toBe('')
+
+    await Promise.all([page.waitForURL(`${second.url}/`), page.click('button[type="submit"]')])
+    const afterLogout = await view(page)
+    expect(afterLogout.user).toBeNull()
+    // The page after the redirect starts a new, anonymous session.
+    expect(afterLogout.visits).toBe(1)
+    expect((await context.cookies(second.url))[0]?.value).not.toBe(cookie?.value)
+
+    // Logged out on the first instance too, and the old cookie opens nothing there.
+    await page.goto(`${first.url}/`)
+    expect(await view(page)).toEqual({ visits: 2, user: null, flashes: [] })
+    // A copy of the logged-in cookie, put back by hand, names no session any more.
+    await context.clearCookies()
+    if (cookie) await context.addCookies([cookie])
+    await page.goto(`${first.url}/`)
+    expect(await view(page)).toEqual({ visits: 1, user: null, flashes: [] })
+    await page.close()
+  })
+})
