@@ -5,7 +5,8 @@
  * - `ERR_STORE`: the store failed or answered slower than `storeTimeout`; `cause` holds the original error.
  * - `ERR_DESTROYED`: a write to a session after `destroy()`.
  * - `ERR_SERIALIZE`: a value that is not plain JSON data.
- * - `ERR_TOO_LARGE`: a sealed session that does not fit in the cookies a browser keeps.
+ * - `ERR_TOO_LARGE`: a session too large for where it is kept: the cookies a browser keeps (sealed sessions), or
+ *   a store's value limit (Deno KV: 64 KiB).
  * - `ERR_UNSUPPORTED`: an operation the store cannot perform (counting sealed cookies).
  */
 export type SessionErrorCode =
