@@ -147,17 +147,53 @@ export interface VerifiedId {
 }
 
 /**
+ * A bounded cache of what each cookie value was found to hold (a verified id, an unsealed session), filed under
+ * 16 characters (96 bits) of the value's MAC. A Map hashes every character of a key, and a cookie value is a new
+ * string in each request: hashing a whole seal (hundreds of characters) would cost more than the rest of a cached
+ * read. Each entry keeps its whole value and a lookup compares it, so a short key can cost a miss, never a wrong
+ * answer; and since only values that verified are stored, forged values cannot push real ones out.
+ */
+export class CookieValueCache<V> {
+  readonly #entries: BoundedCache<{ value: string; result: V }>
+  readonly #macAt: number
+
+  /**
+   * @param limit Entries kept.
+   * @param macAt Where 16 characters of the MAC start in a value; negative counts from the end (-16: the last 16).
+   */
+  constructor(limit: number, macAt: number) {
+    this.#entries = new BoundedCache(limit)
+    this.#macAt = macAt
+  }
+
+  #key(value: string): string {
+    const at = this.#macAt
+    return at < 0 ? value.slice(at) : value.slice(at, at + 16)
+  }
+
+  get(value: string): V | undefined {
+    const entry = this.#entries.get(this.#key(value))
+    return entry !== undefined && entry.value === value ? entry.result : undefined
+  }
+
+  set(value: string, result: V): void {
+    this.#entries.set(this.#key(value), { value, result })
+  }
+}
+
+/**
  * Signs session ids as `<id>.<signature>` under the first secret and verifies them under every secret.
  * Each secret's key is imported once; each cookie value verified once (a bounded cache).
  */
 export class IdSigner {
   readonly #secrets: readonly string[]
   #keys: Promise<CryptoKey[]> | undefined
-  readonly #verified: BoundedCache<VerifiedId>
+  readonly #verified: CookieValueCache<VerifiedId>
 
   constructor(secrets: readonly string[], cacheSize = 10_000) {
     this.#secrets = secrets
-    this.#verified = new BoundedCache(cacheSize)
+    // <43-char id>.<43-char signature>: the signature starts at 44.
+    this.#verified = new CookieValueCache(cacheSize, 44)
   }
 
   #importKeys(): Promise<CryptoKey[]> {
@@ -176,9 +212,14 @@ export class IdSigner {
     return value
   }
 
+  /** What `value` proves when it has already been verified (or signed) here; undefined otherwise. No crypto. */
+  cached(value: string): VerifiedId | undefined {
+    return this.#verified.get(value)
+  }
+
   /** The id a cookie value carries when its signature verifies under any secret; null otherwise. */
   async verify(value: string): Promise<VerifiedId | null> {
-    const cached = this.#verified.get(value)
+    const cached = this.cached(value)
     if (cached) return cached
     // <43-char id>.<43-char signature>: anything else is not ours.
     if (value.length !== 87 || value.charCodeAt(43) !== 46 /* . */) return null

@@ -12,7 +12,7 @@ import {
   serializeCookie,
   splitCookieValue,
 } from './cookie.ts'
-import { BoundedCache, createSessionId, hashKey, IdSigner } from './crypto.ts'
+import { CookieValueCache, createSessionId, hashKey, IdSigner } from './crypto.ts'
 import { isSessionError, SessionError } from './errors.ts'
 import { createState, loadedState, Session, type SessionOrigin, type SessionState, STATE } from './session.ts'
 import type {
@@ -215,10 +215,15 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
     const name = this.options.cookie.name
     const cookies = readCookies(request.headers.get('cookie'), name)
     if (cookies.length === 0) return this.fresh(origin, this.now())
-    origin.cookies = cookies.map(([key]) => key)
-    const candidates = cookies.filter(([key]) => key === name).slice(0, MAX_CANDIDATES)
-    for (const [, value] of candidates) {
-      const verified = await this.#signer.verify(value)
+    origin.cookies = cookieNames(cookies)
+    let candidates = 0
+    for (let i = 0; i < cookies.length && candidates < MAX_CANDIDATES; i++) {
+      const cookie = cookies[i] as [string, string]
+      if (cookie[0] !== name) continue
+      candidates++
+      const value = cookie[1]
+      // A value verified before needs no await: most requests carry one.
+      const verified = this.#signer.cached(value) ?? (await this.#signer.verify(value))
       if (!verified) continue
       // A signed id: the store decides whether it is still a session. A client never chooses its id, so a
       // missing or expired record gives a fresh session with a new id.
@@ -348,8 +353,11 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
 class CookieSessions<Data extends object> extends BaseSessions<Data> {
   readonly #store: CookieStore
   readonly #sealer: Sealer
-  /** Cookie value → its unsealed session: a cookie already unsealed by this instance is not unsealed again. */
-  readonly #unsealed = new BoundedCache<{ session: SealedSession; rotated: boolean }>(1000)
+  /**
+   * Cookie value → its unsealed session: a cookie already unsealed by this instance is not unsealed again. A seal
+   * ends with its MAC (iron's `*<salt>*<mac>`).
+   */
+  readonly #unsealed = new CookieValueCache<{ session: SealedSession; rotated: boolean }>(1000, -16)
 
   constructor(options: ResolvedSessionsOptions, store: CookieStore, secrets: readonly string[]) {
     super(options, 0)
@@ -363,7 +371,7 @@ class CookieSessions<Data extends object> extends BaseSessions<Data> {
     const cookies = readCookies(request.headers.get('cookie'), name)
     const now = this.now()
     if (cookies.length === 0) return this.fresh(origin, now)
-    origin.cookies = cookies.map(([key]) => key)
+    origin.cookies = cookieNames(cookies)
     const value = joinCookieValue(name, cookies, this.#store.maxChunks)
     if (value === null) return this.fresh(origin, now)
     let opened = this.#unsealed.get(value)
@@ -515,6 +523,12 @@ function patchOf(state: SessionState, meta: SessionMeta): RecordPatch {
     else patch.delete.push(key)
   }
   return patch
+}
+
+function cookieNames(cookies: ReadonlyArray<readonly [string, string]>): string[] {
+  const names: string[] = []
+  for (let i = 0; i < cookies.length; i++) names.push((cookies[i] as readonly [string, string])[0])
+  return names
 }
 
 function hasData(state: SessionState): boolean {
