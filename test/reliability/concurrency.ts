@@ -269,7 +269,7 @@ export function describeConcurrency(options: ConcurrencyOptions): void {
       for (const [name, handlers] of scenarios) {
         const { jar } = await established(sessions, { visits: 1 })
         const loaded = await Promise.all(handlers.map(() => sessions.load(jar.request())))
-        handlers.forEach((handle, i) => handle(loaded[i] as Session<Data>))
+        for (const [i, handle] of handlers.entries()) handle(loaded[i] as Session<Data>)
         for (const s of loaded) jar.update(await sessions.commit(s, new Response()))
         const after = await sessions.load(jar.request())
         expect({ name, isNew: after.isNew, user: after.get('user') }).toEqual({
