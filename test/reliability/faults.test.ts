@@ -291,3 +291,40 @@ describe('the store hanging past storeTimeout', () => {
     await expectIntact(app, people)
   })
 })
+
+describe('a write that outlived storeTimeout', () => {
+  it('fails with ERR_STORE at once, yet lands later, whole, when the client retries it', async () => {
+    // The client's default retries: a request the proxy drops is sent again once the proxy forwards.
+    const sessions = createSessions<Record<string, unknown>>({
+      store: upstashStore({ redis: local.client({ url: proxy.url }) }),
+      secrets: [SECRET],
+      storeTimeout: STORE_TIMEOUT,
+    })
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('a', 1).set('b', 'gone soon')
+    jar.update(await sessions.commit(first, new Response()))
+    const key = `sess:${await storageKey(first.id)}`
+    const fields = async () => ((await local.direct('HGETALL', key)) as Buffer[]).map(String)
+    const before = await fields()
+
+    const s = await sessions.load(jar.request())
+    s.set('a', 2).set('c', [1, 2, 3]).delete('b')
+    proxy.mode = 'hang'
+    const response = new Response()
+    await expect(sessions.commit(s, response)).rejects.toMatchObject({ code: 'ERR_STORE' })
+    expect(response.headers.getSetCookie()).toEqual([])
+    expect(await fields()).toEqual(before)
+
+    // The store recovers; the held request's connection drops, and the client sends it again.
+    proxy.mode = 'forward'
+    proxy.releaseHeld()
+    let after = before
+    for (let i = 0; i < 60 && after.join() === before.join(); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      after = await fields()
+    }
+    const reader = await sessions.load(jar.request())
+    expect(reader.all()).toEqual({ a: 2, c: [1, 2, 3] })
+  })
+})
