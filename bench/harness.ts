@@ -1,0 +1,185 @@
+/**
+ * @module The whole benchmark as one function: per-request cost against the baseline, store round trips, micro
+ * figures and HTTP throughput, with the targets checked. `bench/run.ts` prints and writes it; the smoke test
+ * runs it small.
+ */
+
+import { readFileSync } from 'node:fs'
+import { cpus, loadavg, totalmem } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { type HttpOptions, type HttpRow, measureHttp } from './http.ts'
+import { type MicroOptions, type MicroRow, measureMicro } from './micro.ts'
+import { measurePaired, type PairedOptions, type SubjectFigures } from './paired.ts'
+import { countRoundTrips, type RoundTripRow } from './round-trips.ts'
+import { createSubjects } from './subjects.ts'
+
+export interface BenchOptions {
+  paired: Omit<PairedOptions, 'log'>
+  /** False skips the micro figures. */
+  micro: MicroOptions | false
+  /** False skips the HTTP part. */
+  http: Omit<HttpOptions, 'log'> | false
+  /** Repetitions of each round-trip count (they must agree); 0 skips them. */
+  roundTripRepeat: number
+  /** Subject ids to measure (the baseline always is); all when absent. */
+  only?: readonly string[]
+  log?: (line: string) => void
+}
+
+/** What `npm run bench` runs. */
+export const DEFAULT_OPTIONS: BenchOptions = {
+  paired: { rounds: 21, batchMs: 25, warmup: 500, minBatch: 10, maxBatch: 20_000 },
+  micro: { rounds: 5, cryptoOps: 300, fastOps: 20_000 },
+  http: { rounds: 3, seconds: 3, connections: 10 },
+  roundTripRepeat: 3,
+}
+
+export interface Machine {
+  cpu: string
+  cores: number
+  memoryGiB: number
+  node: string
+  platform: string
+  /** 1-minute load average when the run started and when it ended. */
+  loadStart: number
+  loadEnd: number
+}
+
+export interface TargetCheck {
+  name: string
+  limit: string
+  measured: string
+  pass: boolean
+}
+
+export interface BenchResult {
+  startedAt: string
+  seconds: number
+  machine: Machine
+  versions: Record<string, string>
+  options: BenchOptions
+  paired: SubjectFigures[]
+  targets: TargetCheck[]
+  roundTrips: RoundTripRow[] | null
+  micro: MicroRow[] | null
+  http: HttpRow[] | null
+}
+
+const root = fileURLToPath(new URL('../', import.meta.url))
+
+/** Installed versions of the libraries compared, from their package.json. */
+function versions(): Record<string, string> {
+  const names = [
+    'hono',
+    '@hono/node-server',
+    '@hono/session',
+    'hono-sessions',
+    'iron-session',
+    '@upstash/redis',
+    'iron-webcrypto',
+    'autocannon',
+  ]
+  const found: Record<string, string> = {}
+  for (const name of names) {
+    const pkg = JSON.parse(readFileSync(`${root}node_modules/${name}/package.json`, 'utf8')) as {
+      version: string
+    }
+    found[name] = pkg.version
+  }
+  return found
+}
+
+/** The issue's targets, each a ratio to the baseline (median of per-round ratios). */
+export function checkTargets(rows: readonly SubjectFigures[]): TargetCheck[] {
+  const limit = (name: string, value: number, max: number): TargetCheck => ({
+    name,
+    limit: `≤ ${max}x`,
+    measured: `${value.toFixed(2)}x`,
+    pass: value <= max,
+  })
+  const checks: TargetCheck[] = []
+  const memory = rows.find((r) => r.id === 'edge-memory')
+  if (memory) {
+    checks.push(limit('memory store, read', memory.read.ratio, 1.3))
+    checks.push(limit('memory store, write', memory.write.ratio, 1.7))
+  }
+  const cookie = rows.find((r) => r.id === 'edge-cookie')
+  if (cookie) {
+    checks.push(limit('sealed cookie store, read', cookie.read.ratio, 1.5))
+    checks.push(limit('sealed cookie store, write', cookie.write.ratio, 10))
+  }
+  // Every edge-session row faster than every peer row of the same store kind and request kind.
+  for (const store of ['memory', 'cookie'] as const) {
+    for (const kind of ['read', 'write'] as const) {
+      const ours = rows.filter((r) => r.library === 'edge-session' && r.store === store)
+      const peers = rows.filter(
+        (r) => r.library !== 'edge-session' && r.library !== 'none' && r.store === store,
+      )
+      if (ours.length === 0 || peers.length === 0) continue
+      const slowest = ours.reduce((a, b) => (b[kind].ratio > a[kind].ratio ? b : a))
+      const fastest = peers.reduce((a, b) => (b[kind].ratio < a[kind].ratio ? b : a))
+      checks.push({
+        name: `${store} ${kind}: edge-session faster than every peer`,
+        limit: `< ${fastest[kind].ratio.toFixed(2)}x (${fastest.label})`,
+        measured: `${slowest[kind].ratio.toFixed(2)}x`,
+        pass: slowest[kind].ratio < fastest[kind].ratio,
+      })
+    }
+  }
+  return checks
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchResult> {
+  const log = options.log ?? (() => {})
+  const started = performance.now()
+  const startedAt = new Date().toISOString()
+  const loadStart = loadavg()[0] as number
+  const subjects = await createSubjects()
+  let paired: SubjectFigures[]
+  let roundTrips: RoundTripRow[] | null = null
+  try {
+    log('per-request cost, paired with the baseline...')
+    const only = options.only
+    const list = only
+      ? subjects.list.filter((s) => s.id === 'baseline' || only.includes(s.id))
+      : subjects.list
+    paired = await measurePaired(list, { ...options.paired, log })
+    if (options.roundTripRepeat > 0) {
+      log('store round trips...')
+      roundTrips = await countRoundTrips(subjects.upstash, options.roundTripRepeat)
+    }
+  } finally {
+    await subjects.close()
+  }
+  let micro: MicroRow[] | null = null
+  if (options.micro) {
+    log('micro figures...')
+    micro = await measureMicro(options.micro)
+  }
+  let http: HttpRow[] | null = null
+  if (options.http) {
+    log('HTTP throughput...')
+    http = await measureHttp({ ...options.http, log })
+  }
+  const cpu = cpus()
+  return {
+    startedAt,
+    seconds: (performance.now() - started) / 1000,
+    machine: {
+      cpu: cpu[0]?.model.trim() ?? 'unknown',
+      cores: cpu.length,
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${process.platform} ${process.arch}`,
+      loadStart,
+      loadEnd: loadavg()[0] as number,
+    },
+    versions: versions(),
+    options,
+    paired,
+    targets: checkTargets(paired),
+    roundTrips,
+    micro,
+    http,
+  }
+}

@@ -1,0 +1,170 @@
+/** @module BENCHMARKS.md and the console summary, from a {@link BenchResult}. */
+
+import type { BenchResult } from './harness.ts'
+
+const us = (value: number) => (value >= 100 ? value.toFixed(0) : value.toFixed(1))
+const ratio = (value: number) => `${value.toFixed(2)}x`
+
+function table(header: readonly string[], rows: readonly (readonly string[])[], align?: string): string {
+  const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`
+  return [line(header), align ?? line(header.map(() => '---')), ...rows.map(line)].join('\n')
+}
+
+export function perRequestTable(result: BenchResult): string {
+  return table(
+    ['Subject', 'Store', 'Read µs', 'Read ratio', 'Write µs', 'Write ratio', 'Cookie bytes'],
+    result.paired.map((row) => [
+      row.label,
+      row.store,
+      us(row.read.us),
+      ratio(row.read.ratio),
+      us(row.write.us),
+      ratio(row.write.ratio),
+      String(row.cookieBytes),
+    ]),
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+  )
+}
+
+export function targetsTable(result: BenchResult): string {
+  return table(
+    ['Target', 'Limit', 'Measured', ''],
+    result.targets.map((t) => [t.name, t.limit, t.measured, t.pass ? 'PASS' : 'MISS']),
+  )
+}
+
+export function markdown(result: BenchResult, command: string): string {
+  const { machine, options } = result
+  const date = result.startedAt.slice(0, 10)
+  const roundTrips =
+    result.roundTrips &&
+    table(
+      [
+        'Request',
+        'What it does',
+        'Memory store calls',
+        'Upstash HTTP requests (Redis commands)',
+        'Cookie store',
+      ],
+      result.roundTrips.map((row) => [
+        row.kind,
+        row.request,
+        row.memory.calls === 0 ? '0' : `${row.memory.calls} (${row.memory.methods})`,
+        `${row.upstash.requests} (${row.upstash.commands})`,
+        '0',
+      ]),
+    )
+  const micro =
+    result.micro &&
+    table(
+      ['Operation', 'µs per call', 'What it is'],
+      result.micro.map((row) => [row.name, row.us.toFixed(2), row.note]),
+      '| --- | ---: | --- |',
+    )
+  const http = result.http
+    ? table(
+        ['Server', 'Requests/s', 'Ratio to bare', 'p50 ms', 'p99 ms', 'Failed'],
+        result.http.map((row) => [
+          row.label,
+          row.rps.toFixed(0),
+          ratio(row.ratio),
+          row.p50.toFixed(1),
+          row.p99.toFixed(1),
+          String(row.failures),
+        ]),
+        '| --- | ---: | ---: | ---: | ---: | ---: |',
+      )
+    : '_Not run (`--no-http`)._'
+  const versions = Object.entries(result.versions)
+    .map(([name, version]) => `${name} ${version}`)
+    .join(', ')
+  const httpOptions = options.http
+  return `# Benchmarks
+
+Written by \`${command}\` (\`bench/run.ts\`) on ${date}; it took ${Math.round(result.seconds)} s. Do not edit by hand:
+run it again. Figures are from one machine and one run; the ratios are what carries over to other machines.
+
+## Machine
+
+${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB; Node ${machine.node} (${machine.platform}).
+Load average (1 min) ${machine.loadStart.toFixed(2)} at the start, ${machine.loadEnd.toFixed(2)} at the end: other
+work shared the machine, which the paired ratios below are designed to cancel.
+
+## Cost per request, against no session
+
+One Hono app with the same routes for every subject: \`POST /login\` once, then \`GET /count\` (read the counter)
+and \`POST /count\` (increment it). The baseline serves the same routes with no session. Requests go to
+\`app.fetch\` in this process (no network), built beforehand so only \`fetch\` is timed, each write carrying the
+cookie the previous one set, as a browser would.
+
+**Ratios are medians of paired rounds**: in each of ${options.paired.rounds} rounds the baseline and the subject
+run back to back (a batch of about ${options.paired.batchMs} ms each, which goes first alternating), and the ratio
+of that pair is kept; the table gives the median of those per-round ratios, so a machine whose speed drifts
+(other processes, frequency scaling) moves both halves of a pair alike. The µs columns are medians of the
+per-round mean times and vary more than the ratios do.
+
+${perRequestTable(result)}
+
+"Cookie bytes" is the \`Cookie\` header the browser sends back (user name and count in the session).
+Upstash runs through a local endpoint speaking the Upstash REST protocol to a real redis-server on this
+machine, so its figures are loopback round trips, not a real network's. Peers are configured as their
+READMEs advise: hono-sessions with an \`encryptionKey\` and \`expireAfterSeconds\`, @hono/session with
+\`duration\`, iron-session through a cookie jar over Hono's cookie helpers.
+
+## Targets
+
+${targetsTable(result)}
+
+"Faster than every peer" compares rows of the same store kind (memory with memory, sealed cookie with sealed
+cookie) and the same request kind.
+
+## Store round trips per request
+
+Counted, not estimated: the calls the sessions layer made to a counting wrapper of the memory store, and the HTTP
+requests the Upstash store sent to the endpoint (which counts them, with the Redis commands they carried). Each
+kind ran ${options.roundTripRepeat} times with the same count. A sealed cookie store has no store to call.
+
+${roundTrips ?? '_Not run._'}
+
+## Micro figures
+
+Median over ${options.micro ? options.micro.rounds : 0} rounds of the mean time per call, calls awaited one after another. "Uncached"
+is a value this instance has not seen (made by another instance with the same secrets); "cached" the same
+values again: a signed id already verified, or a seal already opened by this instance, costs no Web Crypto call.
+
+${micro ?? '_Not run._'}
+
+## HTTP throughput
+
+${
+  httpOptions
+    ? `\`GET /api/session\` with a session cookie (so each request reads the session and counts a visit: a write) on
+the Node example (\`examples/node/server.ts\`), against a bare Hono app on @hono/node-server answering the same
+JSON with no session. Each server runs in its own process on 127.0.0.1; autocannon, in the benchmark's process,
+keeps ${httpOptions.connections} connections busy for ${httpOptions.seconds} s per run, ${httpOptions.rounds} paired
+rounds, order alternating. Ratios are medians of per-round ratios.`
+    : ''
+}
+
+${http}
+
+## Versions
+
+${versions}.
+`
+}
+
+/** The lines `npm run bench` prints. */
+export function summary(result: BenchResult): string {
+  const lines = [perRequestTable(result), '', targetsTable(result)]
+  if (result.http) {
+    lines.push('')
+    for (const row of result.http) {
+      lines.push(
+        `${row.label}: ${row.rps.toFixed(0)} req/s, ${ratio(row.ratio)} of bare, ${row.failures} failed`,
+      )
+    }
+  }
+  lines.push('', `${Math.round(result.seconds)} s`)
+  return lines.join('\n')
+}

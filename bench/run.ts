@@ -1,0 +1,65 @@
+/**
+ * @module `npm run bench`: runs the whole benchmark, prints the tables and targets, and writes BENCHMARKS.md.
+ *
+ * Options: `--rounds N` (paired rounds), `--quick` (few rounds, short HTTP runs: a check, not figures to keep),
+ * `--only id,id` (subjects to pair with the baseline), `--no-http`, `--no-micro`, `--no-round-trips`,
+ * `--out FILE` (default BENCHMARKS.md), `--no-write`. Only a run with the default options writes
+ * BENCHMARKS.md; any other writes only the file `--out` names.
+ */
+
+import { writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { type BenchOptions, DEFAULT_OPTIONS, runBench } from './harness.ts'
+import { markdown, summary } from './report.ts'
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string' },
+    only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'no-http': { type: 'boolean', default: false },
+    'no-micro': { type: 'boolean', default: false },
+    'no-round-trips': { type: 'boolean', default: false },
+    out: { type: 'string', default: 'BENCHMARKS.md' },
+    'no-write': { type: 'boolean', default: false },
+  },
+})
+
+const options: BenchOptions = structuredClone(DEFAULT_OPTIONS)
+if (values.quick) {
+  options.paired.rounds = 5
+  if (options.micro) options.micro.rounds = 2
+  if (options.http) options.http = { ...options.http, rounds: 1, seconds: 1 }
+}
+if (values.rounds !== undefined) {
+  const rounds = Number(values.rounds)
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer')
+  options.paired.rounds = rounds
+}
+if (values['no-http']) options.http = false
+if (values['no-micro']) options.micro = false
+if (values['no-round-trips']) options.roundTripRepeat = 0
+if (values.only) options.only = values.only.split(',')
+options.log = (line) => console.error(line)
+
+const partial =
+  values.quick ||
+  values.only !== undefined ||
+  values.rounds !== undefined ||
+  values['no-http'] ||
+  values['no-micro'] ||
+  values['no-round-trips']
+const result = await runBench(options)
+console.log(summary(result))
+if (values['no-write'] || (partial && values.out === 'BENCHMARKS.md')) {
+  console.error('BENCHMARKS.md not written: only a full run with the default options writes it')
+} else {
+  const out = fileURLToPath(new URL(`../${values.out}`, import.meta.url))
+  const args = process.argv.slice(2)
+  const command = args.length > 0 ? `npm run bench -- ${args.join(' ')}` : 'npm run bench'
+  writeFileSync(out, markdown(result, command))
+  console.error(`wrote ${values.out}`)
+}
+const missed = result.targets.filter((t) => !t.pass)
+if (missed.length > 0) console.error(`${missed.length} target(s) missed`)
