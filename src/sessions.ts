@@ -462,9 +462,9 @@ class CallContext implements StoreContext {
  * Runs a store call under `timeoutMs`, aborting its signal when time runs out. Every failure becomes
  * `SessionError('ERR_STORE')` with the original error as `cause`; a store's own `SessionError` passes through.
  *
- * A call that has already settled one microtask later (an in-process store such as memory) needs no timeout, so
- * the timer is set only for a call still pending. The signal is made only when the store reads it: creating an
- * AbortSignal costs more than a whole request to the memory store on Node 20.
+ * A call that has already settled one microtask later needs no timeout, so the timer is set only for a call still
+ * pending; a `local` store's calls are not even checked. The signal is made only when the store reads it: creating
+ * an AbortSignal costs more than a whole request to the memory store on Node 20.
  */
 export async function callStore<T>(
   store: ServerStore,
@@ -476,6 +476,7 @@ export async function callStore<T>(
   const ctx = new CallContext(env)
   let timer: ReturnType<typeof setTimeout> | undefined
   try {
+    if (store.local === true) return await run(ctx)
     const pending = run(ctx)
     // Also keeps a late failure, after the timeout won, from surfacing as an unhandled rejection.
     let outcome = 'pending' as 'pending' | 'fulfilled' | 'rejected'

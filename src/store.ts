@@ -64,6 +64,14 @@ export interface ServerStore {
   readonly kind: 'server'
   /** For messages and benchmarks: `'memory'`, `'upstash'`... */
   readonly name: string
+  /**
+   * The store answers from this process's memory (`memoryStore()`): its calls settle at once and never need
+   * aborting, so the sessions layer makes them with no timer, no signal and no check of whether they settled.
+   * Optional; leave it out for any store that waits on I/O. Set it as a non-enumerable property, as
+   * `memoryStore()` does, so that a store made by spreading one and replacing methods (a wrapper that may
+   * wait) is not taken for local.
+   */
+  readonly local?: boolean
   /** Smallest TTL (ms) the store can keep; shorter TTLs are raised to it (Cloudflare KV: 60 000). */
   readonly minTtl?: number
   /** Least time (ms) between two touches of one record (Cloudflare KV allows one write per second per key). */

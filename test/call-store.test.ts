@@ -1,10 +1,11 @@
-/** @module callStore(): an in-process store's settled calls run with no timer and no AbortSignal made. */
+/** @module callStore(): settled and local store calls run with no timer and no AbortSignal made. */
 import type { ServerStore, StoreContext } from 'edge-session'
 import { memoryStore } from 'edge-session/stores/memory'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { callStore } from '../src/sessions.ts'
 
-const store: ServerStore = memoryStore()
+// Spread: the same methods, but not `local` (the property does not spread), like any store that may wait.
+const store: ServerStore = { ...memoryStore() }
 
 afterEach(() => {
   vi.useRealTimers()
@@ -60,5 +61,25 @@ describe('callStore', () => {
     answer('late but in time')
     expect(await slow).toBe('late but in time')
     expect(vi.getTimerCount()).toBe(0)
+  })
+
+  it("makes a local store's calls directly, failures still ERR_STORE", async () => {
+    const local = memoryStore()
+    expect(local.local).toBe(true)
+    // A store spread from it, with methods that may wait, is not local (the property does not spread).
+    expect({ ...local }.local).toBeUndefined()
+    vi.useFakeTimers()
+    const signalGetter = vi.spyOn(AbortController.prototype, 'signal', 'get')
+    expect(await callStore(local, 5000, undefined, 'count', (ctx) => local.count(ctx))).toBe(0)
+    expect(vi.getTimerCount()).toBe(0)
+    expect(signalGetter).not.toHaveBeenCalled()
+    signalGetter.mockRestore()
+    const error = await callStore(local, 5000, undefined, 'read', async () => {
+      throw new TypeError('broken')
+    }).catch((e: unknown) => e)
+    expect(error).toMatchObject({
+      code: 'ERR_STORE',
+      message: expect.stringMatching(/memory session store failed to read: broken/),
+    })
   })
 })

@@ -30,6 +30,7 @@ interface Entry {
  *
  * Expired records are removed as they are met and swept on every write, with no timer, so an idle process is not
  * kept alive. Patches apply to the live record: concurrent requests that change different keys both persist.
+ * Calls settle at once, so the store is `local`: the sessions layer makes them with no timeout.
  *
  * @param options `maxSessions`, the bound on records kept.
  * @example
@@ -86,7 +87,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     if (deadlines.size > 2 * entries.size + 1024) deadlines.rebuild(entries)
   }
 
-  return {
+  const store: MemoryStore = {
     kind: 'server',
     name: 'memory',
     get size() {
@@ -129,6 +130,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       return entries.size
     },
   }
+  // Not enumerable: a store spread from this one with other methods may wait, and is not local.
+  Object.defineProperty(store, 'local', { value: true })
+  return store
 }
 
 interface HeapItem {
