@@ -11,11 +11,11 @@ import { CookieJar } from '../support/jar.ts'
 import {
   infoField,
   RedisNodes,
+  replicaSynced,
   type SentinelGroup,
   sentinelMasterPort,
   sleep,
   startSentinelGroup,
-  waitUntil,
 } from '../support/redis-nodes.ts'
 
 const NAME = 'sessions'
@@ -181,10 +181,7 @@ describe('redisStore under Sentinel', () => {
         const node = await nodes.start('old-master', [`replicaof 127.0.0.1 ${group.replica.port}`], {
           port: killedPort,
         })
-        await waitUntil(
-          async () => infoField(await node.text('INFO', 'replication'), 'master_link_status') === 'up',
-          'the old master to sync as a replica',
-        )
+        await replicaSynced(node, 'the old master to sync as a replica')
         rejoinedAt = Date.now()
         phase = 'replica back'
       }

@@ -14,7 +14,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
 import { describeStoreConformance } from '../conformance.ts'
 import { CookieJar } from '../support/jar.ts'
-import { infoField, type RedisNode, RedisNodes, startCluster, waitUntil } from '../support/redis-nodes.ts'
+import { infoField, type RedisNode, RedisNodes, replicaSynced, startCluster } from '../support/redis-nodes.ts'
 
 /** The client options the store's documentation recommends: fail fast, never replay a write later. */
 const RECOMMENDED: RedisOptions = {
@@ -46,10 +46,7 @@ beforeAll(async () => {
   nodes = await RedisNodes.create()
   ;[standalone, master] = await Promise.all([nodes.start('standalone'), nodes.start('master')])
   const replica = await nodes.start('replica', [`replicaof 127.0.0.1 ${master.port}`])
-  await waitUntil(
-    async () => infoField(await replica.text('INFO', 'replication'), 'master_link_status') === 'up',
-    'the replica to sync',
-  )
+  await replicaSynced(replica, 'the replica to sync')
 })
 
 afterAll(async () => {

@@ -4,11 +4,11 @@
  * own pid: `kill()` (SIGKILL, a crash) for one, `stop()` for all that still run.
  */
 
-import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort } from './redis-server.ts'
+import { freePort, spawnTracked, type TrackedProcess, waitFor } from './processes.ts'
+import { answersPing } from './redis-server.ts'
 import { RespConnection, RespError, type RespReply, RespStatus } from './resp.ts'
 
 export interface RedisNode {
@@ -27,16 +27,10 @@ export interface RedisNode {
   output(): string
 }
 
-const running = new Set<ChildProcess>()
-// A worker that exits without its afterAll hooks must not leave servers behind: only our own children, by pid.
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL')
-})
-
 /** A set of Redis processes sharing one temporary directory; `stop()` ends every one still running. */
 export class RedisNodes {
   readonly #dir: string
-  readonly #nodes: { node: RedisNode; child: ChildProcess; exited: Promise<void> }[] = []
+  readonly #nodes: { node: RedisNode; process: TrackedProcess }[] = []
 
   private constructor(dir: string) {
     this.#dir = dir
@@ -89,51 +83,31 @@ export class RedisNodes {
     ]
     // Sentinel rewrites its config file (what it learns, the new master after a failover): it must be writable.
     await writeFile(config, `${[...basics, ...lines].join('\n')}\n`)
-    const child = spawn('redis-server', sentinel ? [config, '--sentinel'] : [config], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    running.add(child)
-    let output = ''
-    const collect = (chunk: Buffer) => {
-      output += chunk.toString()
-    }
-    child.stdout?.on('data', collect)
-    child.stderr?.on('data', collect)
-    const exited = new Promise<void>((resolve) => {
-      child.once('exit', () => {
-        running.delete(child)
-        resolve()
-      })
-    })
-    const failed = new Promise<never>((_, reject) => {
-      child.once('error', (error) => reject(new Error(`cannot start redis-server: ${error.message}`)))
-      exited.then(() => reject(new Error(`${name} exited at start: ${output.trim().split('\n').slice(-3)}`)))
-    })
-    failed.catch(() => {})
-    const isRunning = () => child.exitCode === null && child.signalCode === null
+    const redis = spawnTracked('redis-server', sentinel ? [config, '--sentinel'] : [config])
     const node: RedisNode = {
       name,
       port,
       get pid() {
-        if (child.pid === undefined) throw new Error(`${name} has no pid`)
-        return child.pid
+        return redis.pid
       },
       get running() {
-        return isRunning()
+        return redis.running
       },
       command: (...args) => command(port, args),
       text: async (...args) => text(await command(port, args)),
-      async kill() {
-        if (isRunning()) child.kill('SIGKILL')
-        await exited
-      },
-      output: () => output,
+      kill: () => redis.kill(),
+      output: () => redis.output(),
     }
-    this.#nodes.push({ node, child, exited })
+    this.#nodes.push({ node, process: redis })
     try {
-      await Promise.race([waitForPing(port, 10_000), failed])
+      await waitFor(() => answersPing(port), {
+        what: `${name} on port ${port} to answer PING`,
+        timeoutMs: 10_000,
+        intervalMs: 25,
+        process: redis,
+      })
     } catch (error) {
-      await node.kill()
+      await redis.kill()
       throw error
     }
     return node
@@ -141,15 +115,7 @@ export class RedisNodes {
 
   /** Ends every process still running (SIGTERM, SIGKILL after 5 s), each by its pid, and removes the directory. */
   async stop(): Promise<void> {
-    await Promise.all(
-      this.#nodes.map(async ({ child, exited }) => {
-        if (child.exitCode !== null || child.signalCode !== null) return
-        child.kill('SIGTERM')
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-        await exited
-        clearTimeout(timer)
-      }),
-    )
+    await Promise.all(this.#nodes.map(({ process }) => process.stop()))
     await rm(this.#dir, { recursive: true, force: true })
   }
 }
@@ -171,45 +137,20 @@ function text(reply: RespReply): string {
   throw new Error(`not a text reply: ${JSON.stringify(reply)}`)
 }
 
-async function waitForPing(port: number, timeout: number): Promise<void> {
-  const deadline = Date.now() + timeout
-  for (;;) {
-    try {
-      const reply = await command(port, ['PING'])
-      if (reply instanceof RespStatus && reply.value === 'PONG') return
-    } catch {
-      // Not listening yet: retry below.
-    }
-    if (Date.now() > deadline) throw new Error(`redis on port ${port} did not answer PING`)
-    await sleep(25)
-  }
-}
-
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-/** Polls `check` every `interval` ms until it returns true; throws `message` after `timeout` ms. */
-export async function waitUntil(
-  check: () => Promise<boolean> | boolean,
-  message: string,
-  timeout = 20_000,
-  interval = 50,
-): Promise<void> {
-  const deadline = Date.now() + timeout
-  for (;;) {
-    try {
-      if (await check()) return
-    } catch {
-      // Not yet: a node still starting, a connection refused.
-    }
-    if (Date.now() > deadline) throw new Error(`timed out: ${message}`)
-    await sleep(interval)
-  }
-}
 
 /** A field of an `INFO` section's text (`role`, `master_link_status`...). */
 export function infoField(info: string, field: string): string | undefined {
   const line = info.split('\r\n').find((entry) => entry.startsWith(`${field}:`))
   return line?.slice(field.length + 1)
+}
+
+/** Resolves once `replica` reports its link to the master up: it has synced (20 s at most). */
+export function replicaSynced(replica: RedisNode, what: string): Promise<void> {
+  return waitFor(
+    async () => infoField(await replica.text('INFO', 'replication'), 'master_link_status') === 'up',
+    { what, timeoutMs: 20_000 },
+  )
 }
 
 export interface SentinelGroup {
@@ -230,10 +171,7 @@ export async function startSentinelGroup(
 ): Promise<SentinelGroup> {
   const master = await nodes.start('master')
   const replica = await nodes.start('replica', [`replicaof 127.0.0.1 ${master.port}`])
-  await waitUntil(
-    async () => infoField(await replica.text('INFO', 'replication'), 'master_link_status') === 'up',
-    'the replica to sync with the master',
-  )
+  await replicaSynced(replica, 'the replica to sync with the master')
   const sentinels = await Promise.all(
     [1, 2, 3].map((n) =>
       nodes.start(
@@ -249,7 +187,7 @@ export async function startSentinelGroup(
     ),
   )
   // Sentinels find the replica in the master's INFO, and each other through hello messages (every 2 s).
-  await waitUntil(
+  await waitFor(
     async () => {
       for (const sentinel of sentinels) {
         const known = await sentinel.command('SENTINEL', 'SENTINELS', name)
@@ -259,9 +197,11 @@ export async function startSentinelGroup(
       }
       return true
     },
-    'every Sentinel to know the replica and the other Sentinels',
-    30_000,
-    100,
+    {
+      what: 'every Sentinel to know the replica and the other Sentinels',
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    },
   )
   return { name, master, replica, sentinels }
 }
@@ -302,7 +242,7 @@ export async function startCluster(nodes: RedisNodes, size = 3): Promise<RedisNo
   for (const [i, other] of others.entries()) {
     await first.text('CLUSTER', 'MEET', '127.0.0.1', String(other.port), String(buses[i + 1]))
   }
-  await waitUntil(
+  await waitFor(
     async () => {
       for (const member of members) {
         const info = await member.text('CLUSTER', 'INFO')
@@ -311,9 +251,7 @@ export async function startCluster(nodes: RedisNodes, size = 3): Promise<RedisNo
       }
       return true
     },
-    'the cluster to form',
-    30_000,
-    100,
+    { what: 'the cluster to form', timeoutMs: 30_000, intervalMs: 100 },
   )
   return members
 }
