@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type RunningExample, startExample } from '../support/examples.ts'
 import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
-import { type RunningExample, startExample } from './support/examples.ts'
 
 const SECRET = 'browser-test-secret-0123456789abcdefghijklmnop'
 

@@ -6,9 +6,10 @@
  */
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type RunningExample, startExample } from '../support/examples.ts'
 import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
 import { Client } from './support/client.ts'
-import { bundleWorker, type RunningExample, startExample, startWorker } from './support/examples.ts'
+import { bundleWorker, startWorker } from './support/workers.ts'
 
 const SECRET = 'cross-runtime-test-secret-0123456789abcdefghij'
 const STARTUP = 180_000

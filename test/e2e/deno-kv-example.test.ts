@@ -7,8 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type RunningExample, startExample } from '../support/examples.ts'
 import { Client } from './support/client.ts'
-import { type RunningExample, startExample } from './support/examples.ts'
 
 let dir: string | undefined
 let servers: RunningExample[] = []

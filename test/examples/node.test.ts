@@ -1,13 +1,11 @@
 /** @module The demo app as a user meets it: in-process through app.request, and `npm start` as a real server. */
 
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer } from 'node:net'
 import { createSessions } from 'edge-session'
 import { memoryStore } from 'edge-session/stores/memory'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createDemoApp, type DemoData } from '../../examples/shared/app.ts'
 import { CookieJar } from '../support/jar.ts'
+import { freePort, spawnTracked, type TrackedProcess, waitFor } from '../support/processes.ts'
 
 const SECRET = 'demo-test-secret-0123456789abcdefghijklmn'
 const ORIGIN = 'http://localhost:3000'
@@ -92,53 +90,32 @@ describe('the demo app', () => {
   })
 })
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  server.close()
-  if (!address || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
-
 describe('npm start (the Node example as a process)', () => {
-  let child: ChildProcess
-  let output = ''
+  let server: TrackedProcess
   let base = ''
 
   beforeAll(async () => {
     const port = await freePort()
     base = `http://127.0.0.1:${port}`
-    const env: Record<string, string | undefined> = { ...process.env, PORT: String(port) }
-    delete env.SESSION_SECRET
-    delete env.UPSTASH_REDIS_REST_URL
-    delete env.UPSTASH_REDIS_REST_TOKEN
-    child = spawn(process.execPath, ['--import', 'tsx', 'examples/node/server.ts'], { env, stdio: 'pipe' })
-    child.stdout?.on('data', (chunk) => {
-      output += chunk
+    server = spawnTracked(process.execPath, ['--import', 'tsx', 'examples/node/server.ts'], {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        SESSION_SECRET: undefined,
+        UPSTASH_REDIS_REST_URL: undefined,
+        UPSTASH_REDIS_REST_TOKEN: undefined,
+      },
     })
-    child.stderr?.on('data', (chunk) => {
-      output += chunk
-    })
-    const deadline = Date.now() + 30_000
-    while (!output.includes('listening on')) {
-      if (Date.now() > deadline || child.exitCode !== null)
-        throw new Error(`example did not start:\n${output}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
+    await waitFor(/listening on/, { what: 'the example to start', timeoutMs: 30_000, process: server })
   })
 
   afterAll(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM')
-      await once(child, 'exit')
-    }
+    await server?.stop()
   })
 
   it('warns that sessions end with the process when SESSION_SECRET is unset, and names its store', () => {
-    expect(output).toMatch(/SESSION_SECRET is not set/)
-    expect(output).toMatch(/\(node, memory store\) listening on/)
+    expect(server.output()).toMatch(/SESSION_SECRET is not set/)
+    expect(server.output()).toMatch(/\(node, memory store\) listening on/)
   })
 
   it('serves sessions over real HTTP, without Secure on plain http to this machine', async () => {
@@ -156,8 +133,8 @@ describe('npm start (the Node example as a process)', () => {
   })
 
   it('stops on SIGTERM', async () => {
-    child.kill('SIGTERM')
-    const [code] = await once(child, 'exit')
+    server.child.kill('SIGTERM')
+    const { code } = await server.exited
     expect(code).toBe(0)
   })
 })

@@ -14,7 +14,7 @@ import {
   type LoadResult,
   levelsOff,
   runLoad,
-  startExample,
+  startNodeExample,
   startUpstashExample,
 } from './harness.ts'
 
@@ -51,7 +51,7 @@ const maxRequests = 5_000_000
 
 // 1. Memory store: many distinct sessions, each client with its own cookie jar.
 {
-  const server = await startExample()
+  const server = await startNodeExample()
   try {
     assert.match(server.output(), /memory store/)
     const result = await runLoad({ url: server.url, clients, durationMs, maxRequests, pid: server.pid })
@@ -84,7 +84,7 @@ const maxRequests = 5_000_000
 // V8 grows its heap lazily while it has room, so RSS alone could hide a leak behind deferred collections: the
 // old space is capped at 64 MiB, where a leak would show as growth, then as a crash (errors).
 {
-  const server = await startExample({}, 'examples/node/server.ts', ['--max-old-space-size=64'])
+  const server = await startNodeExample({}, ['--max-old-space-size=64'])
   try {
     const result = await runLoad({
       url: server.url,

@@ -4,14 +4,15 @@
  * version, with memory figures, is `npm run test:load` (test/load/example.load.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { ExampleProcess } from '../support/examples.ts'
 import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
-import { describeResult, type ExampleServer, runLoad, startExample, startUpstashExample } from './harness.ts'
+import { describeResult, runLoad, startNodeExample, startUpstashExample } from './harness.ts'
 
 const CLIENTS = 50
 const DURATION_MS = 3000
 
 let local: LocalUpstash
-const servers: ExampleServer[] = []
+const servers: ExampleProcess[] = []
 
 beforeAll(async () => {
   local = await startLocalUpstash()
@@ -24,7 +25,7 @@ afterAll(async () => {
 
 describe('the Node example under load', () => {
   it(`serves ${CLIENTS} clients on the memory store for 3 s: zero errors, no lost updates`, async () => {
-    const server = await startExample()
+    const server = await startNodeExample()
     servers.push(server)
     expect(server.output()).toMatch(/memory store/)
     const result = await runLoad({

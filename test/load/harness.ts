@@ -3,76 +3,34 @@
  * clients (each with its own cookie jar, requests in sequence), checks every answer, and samples the server's
  * resident memory from outside (/proc/<pid>/status). Bounded in time and in requests.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
-import { fileURLToPath } from 'node:url'
-import { freePort } from '../support/redis-server.ts'
+import { type ExampleProcess, startExample } from '../support/examples.ts'
+import { waitFor } from '../support/processes.ts'
 
-const root = fileURLToPath(new URL('../../', import.meta.url))
-
-export interface ExampleServer {
-  readonly url: string
-  readonly pid: number
-  /** What the process printed (its start line names the store). */
-  readonly output: () => string
-  stop(): Promise<void>
-}
-
-const running = new Set<ChildProcess>()
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL')
-})
-
-/** Starts `entry` (the Node example) with `env` added, on a free port of 127.0.0.1, and waits until it listens. */
-export async function startExample(
+/**
+ * The Node example with `env` added (a session secret of the load test's unless given) and `nodeArgs` given to
+ * Node, once it has printed its start line, which names the store.
+ */
+export async function startNodeExample(
   env: Record<string, string> = {},
-  entry = 'examples/node/server.ts',
   nodeArgs: string[] = [],
-): Promise<ExampleServer> {
-  const port = await freePort()
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', entry], {
-    cwd: root,
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      SESSION_SECRET: 'load-test-secret-0123456789abcdefghijklmnop',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  running.add(child)
-  let output = ''
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString()
-  })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  exited.then(() => running.delete(child))
-  const deadline = Date.now() + 30_000
-  while (!output.includes('listening on')) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`the Node example did not start: ${output.trim()}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50))
+): Promise<ExampleProcess> {
+  const server = await startExample(
+    'node',
+    { SESSION_SECRET: 'load-test-secret-0123456789abcdefghijklmnop', ...env },
+    { nodeArgs },
+  )
+  try {
+    await waitFor(() => server.output().includes('listening on'), {
+      what: 'the Node example to print its start line',
+      timeoutMs: 5_000,
+    })
+  } catch (error) {
+    await server.stop()
+    throw error
   }
-  if (child.pid === undefined) throw new Error('the Node example has no pid')
-  return {
-    url: `http://127.0.0.1:${port}`,
-    pid: child.pid,
-    output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-      await exited
-      clearTimeout(timer)
-    },
-  }
+  return server
 }
 
 /** The resident set size of a process, in MiB, as the kernel reports it. */
@@ -268,8 +226,8 @@ export function describeResult(name: string, result: LoadResult): string {
 /** The Node example with its sessions in Upstash Redis, through the local REST endpoint `local`. */
 export async function startUpstashExample(local: {
   endpoint: { url: string; token: string }
-}): Promise<ExampleServer> {
-  const server = await startExample({
+}): Promise<ExampleProcess> {
+  const server = await startNodeExample({
     UPSTASH_REDIS_REST_URL: local.endpoint.url,
     UPSTASH_REDIS_REST_TOKEN: local.endpoint.token,
   })

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Client } from '../e2e/support/client.ts'
-import { type RunningExample, startExample } from '../e2e/support/examples.ts'
+import { type RunningExample, startExample } from '../support/examples.ts'
 import { type RedisServer, startRedisServer } from '../support/redis-server.ts'
 import { RespConnection } from '../support/resp.ts'
 

@@ -1,8 +1,8 @@
 /** @module A client of the running examples: one cookie jar carried from server to server, as a browser would. */
 
 import { expect } from 'vitest'
+import type { RunningExample } from '../../support/examples.ts'
 import { CookieJar } from '../../support/jar.ts'
-import type { RunningExample } from './examples.ts'
 
 export interface SessionView {
   visits: number
