@@ -1,19 +1,10 @@
 /** @module The concurrency suite on the memory store and on the Upstash store (a real redis-server behind the endpoint). */
 import { memoryStore } from 'edge-session/stores/memory'
 import { upstashStore } from 'edge-session/stores/upstash'
-import { afterAll, beforeAll } from 'vitest'
-import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
+import { useLocalUpstash } from '../support/use-local-upstash.ts'
 import { describeConcurrency } from './concurrency.ts'
 
-let local: LocalUpstash
-
-beforeAll(async () => {
-  local = await startLocalUpstash()
-})
-
-afterAll(async () => {
-  await local?.stop()
-})
+const local = useLocalUpstash({ resetEach: false })
 
 describeConcurrency({ name: 'memory', createStore: () => memoryStore() })
 

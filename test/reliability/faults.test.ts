@@ -7,38 +7,27 @@
 import { createSessions, type Sessions } from 'edge-session'
 import { upstashStore } from 'edge-session/stores/upstash'
 import type { Hono } from 'hono'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { createDemoApp, type DemoData } from '../../examples/shared/app.ts'
 import { storageKey } from '../conformance.ts'
 import { CookieJar } from '../support/jar.ts'
-import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
 import { RespConnection } from '../support/resp.ts'
-import { type FaultProxy, startFaultProxy } from './support/fault-proxy.ts'
+import { useLocalUpstash } from '../support/use-local-upstash.ts'
+import { useFaultProxy } from './support/fault-proxy.ts'
 
 const SECRET = 'faults-test-secret-0123456789abcdefghijklmno'
 const STORE_TIMEOUT = 400
 const SESSIONS = 12
 
-let local: LocalUpstash
-let proxy: FaultProxy
-
-beforeAll(async () => {
-  local = await startLocalUpstash()
-  proxy = await startFaultProxy(local.endpoint.url)
+const local = useLocalUpstash({
+  // Before Redis is emptied: FLUSHALL is a write, which min-replicas-to-write would refuse.
+  beforeEach: async () => {
+    proxy.mode = 'forward'
+    proxy.releaseHeld()
+    await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '0')
+  },
 })
-
-afterAll(async () => {
-  await proxy?.stop()
-  await local?.stop()
-})
-
-beforeEach(async () => {
-  if (!local.endpoint.listening) await local.endpoint.start()
-  proxy.mode = 'forward'
-  proxy.releaseHeld()
-  await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '0')
-  await local.reset()
-})
+const proxy = useFaultProxy(local)
 
 interface Visitor {
   jar: CookieJar

@@ -4,29 +4,17 @@
  */
 import { createSessions, type Session } from 'edge-session'
 import { upstashStore } from 'edge-session/stores/upstash'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { storageKey } from '../conformance.ts'
 import { CookieJar } from '../support/jar.ts'
-import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
 import { RespStatus } from '../support/resp.ts'
+import { useLocalUpstash } from '../support/use-local-upstash.ts'
 import { clears, issues, shuffled } from './concurrency.ts'
 
 const SECRET = 'races-test-secret-0123456789abcdefghijklmnop'
 type Data = Record<string, unknown>
 
-let local: LocalUpstash
-
-beforeAll(async () => {
-  local = await startLocalUpstash()
-})
-
-afterAll(async () => {
-  await local?.stop()
-})
-
-beforeEach(async () => {
-  await local.reset()
-})
+const local = useLocalUpstash()
 
 /** The hashed keys of every session hash in Redis, and the members of the count index. */
 async function redisState() {

@@ -2,11 +2,11 @@
 import { randomBytes } from 'node:crypto'
 import { createSessions, type SessionRecord, type StoreContext } from 'edge-session'
 import { upstashStore } from 'edge-session/stores/upstash'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { storageKey } from '../conformance.ts'
 import { CookieJar } from '../support/jar.ts'
-import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
-import { type FaultProxy, startFaultProxy } from './support/fault-proxy.ts'
+import { useLocalUpstash } from '../support/use-local-upstash.ts'
+import { useFaultProxy } from './support/fault-proxy.ts'
 
 const SECRET = 'retry-test-secret-0123456789abcdefghijklmnop'
 const HOUR = 3_600_000
@@ -17,21 +17,10 @@ const record = (data: Record<string, unknown>): SessionRecord => ({
   meta: { createdAt: 1, lastSeenAt: 1, expiresAt: 2 },
 })
 
-let local: LocalUpstash
-let proxy: FaultProxy
+const local = useLocalUpstash()
+const proxy = useFaultProxy(local)
 
-beforeAll(async () => {
-  local = await startLocalUpstash()
-  proxy = await startFaultProxy(local.endpoint.url)
-})
-
-afterAll(async () => {
-  await proxy?.stop()
-  await local?.stop()
-})
-
-beforeEach(async () => {
-  await local.reset()
+beforeEach(() => {
   proxy.loseReplies(0)
 })
 

@@ -11,26 +11,13 @@ import {
   type StoreContext,
 } from 'edge-session'
 import { upstashStore } from 'edge-session/stores/upstash'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { describeStoreConformance, storageKey } from '../conformance.ts'
 import { CookieJar } from '../support/jar.ts'
-import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
 import { RespStatus } from '../support/resp.ts'
+import { useLocalUpstash } from '../support/use-local-upstash.ts'
 
-let local: LocalUpstash
-
-beforeAll(async () => {
-  local = await startLocalUpstash()
-})
-
-afterAll(async () => {
-  await local?.stop()
-})
-
-beforeEach(async () => {
-  if (!local.endpoint.listening) await local.endpoint.start()
-  await local.reset()
-})
+const local = useLocalUpstash()
 
 let prefixes = 0
 describeStoreConformance({

@@ -1,21 +1,9 @@
 /** @module The local Upstash endpoint, checked with the real @upstash/redis client and with raw HTTP. */
 import { errors } from '@upstash/redis'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { type LocalUpstash, startLocalUpstash } from './local-upstash.ts'
+import { describe, expect, it } from 'vitest'
+import { useLocalUpstash } from './use-local-upstash.ts'
 
-let local: LocalUpstash
-
-beforeAll(async () => {
-  local = await startLocalUpstash()
-})
-
-afterAll(async () => {
-  await local?.stop()
-})
-
-beforeEach(async () => {
-  await local.reset()
-})
+const local = useLocalUpstash()
 
 /** A raw request, as a client without @upstash/redis would send it. */
 async function post(path: string, body: unknown, headers: Record<string, string> = {}) {

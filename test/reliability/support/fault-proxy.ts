@@ -5,6 +5,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { fileResource } from '../../support/file-resource.ts'
+import type { LocalUpstash } from '../../support/local-upstash.ts'
 
 export type ProxyMode = 'forward' | 'hang'
 
@@ -117,4 +119,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       })
     },
   }
+}
+
+/** A proxy in front of `local`'s endpoint for this test file, started before its tests and stopped after them. */
+export function useFaultProxy(local: LocalUpstash): FaultProxy {
+  return fileResource(
+    () => startFaultProxy(local.endpoint.url),
+    (proxy) => proxy.stop(),
+  )
 }
