@@ -86,26 +86,38 @@ export function readCookieValues(header: string | null, name: string): string[] 
 export function serializeCookie(name: string, value: string, attributes: CookieAttributes = {}): string {
   if (!isCookieName(name)) throw new TypeError(`Invalid cookie name: ${JSON.stringify(name)}`)
   if (!isCookieValue(value)) throw new TypeError(`Invalid cookie value for ${name}`)
-  let cookie = `${name}=${value}`
-  if (attributes.maxAge !== undefined) {
-    const maxAge = Math.min(Math.max(Math.floor(attributes.maxAge), 0), MAX_AGE_CAP)
-    cookie += `; Max-Age=${maxAge}`
-    // Expires for clients that ignore Max-Age; a past date when deleting.
-    if (maxAge === 0) cookie += '; Expires=Thu, 01 Jan 1970 00:00:00 GMT'
-  }
+  return `${name}=${value}${maxAgeAttribute(attributes.maxAge)}${serializeAttributes(attributes)}`
+}
+
+/**
+ * `; Max-Age=N` for {@link serializeCookie}, N whole seconds capped at 400 days, with a past `Expires` when N is
+ * 0 (for clients that ignore Max-Age); empty for a browser-session cookie.
+ */
+export function maxAgeAttribute(maxAge: number | undefined): string {
+  if (maxAge === undefined) return ''
+  const seconds = Math.min(Math.max(Math.floor(maxAge), 0), MAX_AGE_CAP)
+  return seconds === 0 ? '; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT' : `; Max-Age=${seconds}`
+}
+
+/**
+ * The attributes {@link serializeCookie} writes after Max-Age (which this leaves out), checked: for attributes
+ * that do not change, write them once and reuse the text.
+ */
+export function serializeAttributes(attributes: CookieAttributes): string {
+  let text = ''
   if (attributes.domain !== undefined) {
     if (!isAttributeValue(attributes.domain)) throw new TypeError('Invalid cookie domain')
-    cookie += `; Domain=${attributes.domain}`
+    text += `; Domain=${attributes.domain}`
   }
   if (attributes.path !== undefined) {
     if (!isAttributeValue(attributes.path)) throw new TypeError('Invalid cookie path')
-    cookie += `; Path=${attributes.path}`
+    text += `; Path=${attributes.path}`
   }
-  if (attributes.httpOnly) cookie += '; HttpOnly'
-  if (attributes.secure) cookie += '; Secure'
-  if (attributes.sameSite) cookie += `; SameSite=${attributes.sameSite}`
-  if (attributes.partitioned) cookie += '; Partitioned'
-  return cookie
+  if (attributes.httpOnly) text += '; HttpOnly'
+  if (attributes.secure) text += '; Secure'
+  if (attributes.sameSite) text += `; SameSite=${attributes.sameSite}`
+  if (attributes.partitioned) text += '; Partitioned'
+  return text
 }
 
 /**

@@ -215,7 +215,10 @@ export function createState(id: string, meta: SessionMeta, origin: SessionOrigin
   }
 }
 
-/** The state of a session loaded from a record. `data` is adopted, not copied. */
+/**
+ * The state of a session loaded from a record. `data` is copied (its values are never changed in place), so the
+ * record a store handed out stays as it was.
+ */
 export function loadedState(
   id: string,
   data: SessionData,

@@ -7,9 +7,10 @@ import {
   isAttributeValue,
   isCookieName,
   joinCookieValue,
+  maxAgeAttribute,
   readCookies,
   type SameSite,
-  serializeCookie,
+  serializeAttributes,
   splitCookieValue,
 } from './cookie.ts'
 import { CookieValueCache, createSessionId, hashKey, IdSigner } from './crypto.ts'
@@ -132,8 +133,22 @@ abstract class BaseSessions<Data extends object> implements Sessions<Data> {
   /** The store's own floor between two touches, which even an explicit `touch()` respects. */
   protected readonly minTouchMs: number
 
+  /** The cookie's attributes after Max-Age, written once: without Secure, and with it. */
+  readonly #attributes: string
+  readonly #secureAttributes: string
+
   constructor(options: ResolvedSessionsOptions, minTouchInterval: number) {
     this.options = options
+    const c = options.cookie
+    const attributes: CookieAttributes = {
+      path: c.path,
+      httpOnly: c.httpOnly,
+      sameSite: c.sameSite,
+      partitioned: c.partitioned,
+    }
+    if (c.domain !== undefined) attributes.domain = c.domain
+    this.#attributes = serializeAttributes({ ...attributes, secure: false })
+    this.#secureAttributes = serializeAttributes({ ...attributes, secure: true })
     this.now = options.now
     this.idleMs = options.idleTimeout * 1000
     this.absoluteMs = options.absoluteTimeout * 1000
@@ -178,17 +193,13 @@ abstract class BaseSessions<Data extends object> implements Sessions<Data> {
   }
 
   protected cookie(name: string, value: string, maxAgeMs: number, url: string): string {
-    const c = this.options.cookie
-    const attributes: CookieAttributes = {
-      maxAge: Math.ceil(maxAgeMs / 1000),
-      path: c.path,
-      httpOnly: c.httpOnly,
-      secure: c.secure === 'auto' ? !isLocalHttp(url) : c.secure,
-      sameSite: c.sameSite,
-      partitioned: c.partitioned,
-    }
-    if (c.domain !== undefined) attributes.domain = c.domain
-    return serializeCookie(name, value, attributes)
+    const secure = this.options.cookie.secure
+    const attributes = (secure === 'auto' ? !isLocalHttp(url) : secure)
+      ? this.#secureAttributes
+      : this.#attributes
+    // Nothing to check per response: the name was checked by createSessions (chunks only add `.N`), and values
+    // are this library's own (base64url ids and signatures, iron seals, or empty).
+    return `${name}=${value}${maxAgeAttribute(Math.ceil(maxAgeMs / 1000))}${attributes}`
   }
 
   protected clearCookie(name: string, url: string): string {
@@ -462,11 +473,12 @@ class CallContext implements StoreContext {
  * Runs a store call under `timeoutMs`, aborting its signal when time runs out. Every failure becomes
  * `SessionError('ERR_STORE')` with the original error as `cause`; a store's own `SessionError` passes through.
  *
- * A call that has already settled one microtask later needs no timeout, so the timer is set only for a call still
- * pending; a `local` store's calls are not even checked. The signal is made only when the store reads it: creating
- * an AbortSignal costs more than a whole request to the memory store on Node 20.
+ * A `local` store's call is handed back as it is (failures converted), with nothing to wait on in between. Any
+ * other call that has already settled one microtask later needs no timeout, so the timer is set only for a call
+ * still pending. The signal is made only when the store reads it: creating an AbortSignal costs more than a
+ * whole request to the memory store on Node 20.
  */
-export async function callStore<T>(
+export function callStore<T>(
   store: ServerStore,
   timeoutMs: number,
   env: unknown,
@@ -474,9 +486,25 @@ export async function callStore<T>(
   run: (ctx: StoreContext) => Promise<T>,
 ): Promise<T> {
   const ctx = new CallContext(env)
+  if (store.local !== true) return callWithTimeout(store, timeoutMs, ctx, operation, run)
+  try {
+    return run(ctx).catch((error: unknown) => {
+      throw storeError(store, operation, error)
+    })
+  } catch (error) {
+    return Promise.reject(storeError(store, operation, error))
+  }
+}
+
+async function callWithTimeout<T>(
+  store: ServerStore,
+  timeoutMs: number,
+  ctx: CallContext,
+  operation: string,
+  run: (ctx: StoreContext) => Promise<T>,
+): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined
   try {
-    if (store.local === true) return await run(ctx)
     const pending = run(ctx)
     // Also keeps a late failure, after the timeout won, from surfacing as an unhandled rejection.
     let outcome = 'pending' as 'pending' | 'fulfilled' | 'rejected'
@@ -507,14 +535,19 @@ export async function callStore<T>(
     })
     return await Promise.race([pending, timeout])
   } catch (error) {
-    if (isSessionError(error)) throw error
-    const reason = error instanceof Error ? error.message : String(error)
-    throw new SessionError('ERR_STORE', `The ${store.name} session store failed to ${operation}: ${reason}`, {
-      cause: error,
-    })
+    throw storeError(store, operation, error)
   } finally {
     if (timer !== undefined) clearTimeout(timer)
   }
+}
+
+/** `error` as `SessionError('ERR_STORE')`, the original as its cause; a store's own `SessionError` as it is. */
+function storeError(store: ServerStore, operation: string, error: unknown): SessionError {
+  if (isSessionError(error)) return error
+  const reason = error instanceof Error ? error.message : String(error)
+  return new SessionError('ERR_STORE', `The ${store.name} session store failed to ${operation}: ${reason}`, {
+    cause: error,
+  })
 }
 
 function patchOf(state: SessionState, meta: SessionMeta): RecordPatch {
