@@ -5,17 +5,19 @@
 import { afterAll, beforeAll } from 'vitest'
 
 /**
- * Registers `beforeAll(start)` and `afterAll(stop)`, and returns a stand-in for the resource: every property
- * read, write and method call reaches the resource once `start` has made it, and throws before.
+ * Registers `beforeAll(start)` (with `timeout`, else the configured hook timeout) and `afterAll(stop)`, in the
+ * file or in the describe block it is called in, and returns a stand-in for the resource: every property read,
+ * write and method call reaches the resource once `start` has made it, and throws before.
  */
 export function fileResource<T extends object>(
   start: () => Promise<T>,
   stop: (resource: T) => Promise<void>,
+  timeout?: number,
 ): T {
   let resource: T | undefined
   beforeAll(async () => {
     resource = await start()
-  })
+  }, timeout)
   afterAll(async () => {
     if (resource) await stop(resource)
   })
