@@ -47,17 +47,18 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const entries = new Map<string, Entry>()
   const deadlines = new DeadlineHeap()
 
-  const live = (key: string): Entry | undefined => {
+  // Each call reads the clock once and passes the time on: Date.now() is a costly call on some machines.
+  const live = (key: string, now: number): Entry | undefined => {
     const entry = entries.get(key)
-    if (entry && entry.deadline <= Date.now()) {
+    if (entry && entry.deadline <= now) {
       entries.delete(key)
       return undefined
     }
     return entry
   }
 
-  const put = (key: string, record: SessionRecord, ttl: number): void => {
-    const deadline = Date.now() + ttl
+  const put = (key: string, record: SessionRecord, ttl: number, now: number): void => {
+    const deadline = now + ttl
     const entry = entries.get(key)
     if (entry) {
       entry.record = record
@@ -70,8 +71,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
 
   // Drops expired records, then the nearest deadlines while over the bound. A heap entry whose deadline no
   // longer matches its record is stale (the record was extended or deleted) and is skipped.
-  const sweep = (): void => {
-    const now = Date.now()
+  const sweep = (now: number): void => {
     for (;;) {
       const top = deadlines.peek()
       if (!top) break
@@ -94,39 +94,42 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       return entries.size
     },
     async get(key) {
-      const entry = live(key)
+      const entry = live(key, Date.now())
       return entry ? { data: { ...entry.record.data }, meta: entry.record.meta } : null
     },
     async set(key, record, ttl, _ctx, replaces) {
+      const now = Date.now()
       if (replaces !== undefined) {
-        if (!live(replaces)) return false
+        if (!live(replaces, now)) return false
         entries.delete(replaces)
       }
-      put(key, { data: { ...record.data }, meta: record.meta }, ttl)
-      sweep()
+      put(key, { data: { ...record.data }, meta: record.meta }, ttl, now)
+      sweep(now)
       return true
     },
     async patch(key, patch: RecordPatch, ttl) {
-      const entry = live(key)
+      const now = Date.now()
+      const entry = live(key, now)
       if (!entry) return false
       const data = { ...entry.record.data }
       for (const field of patch.delete) delete data[field]
       for (const field in patch.set) data[field] = patch.set[field]
-      put(key, { data, meta: patch.meta }, ttl)
-      sweep()
+      put(key, { data, meta: patch.meta }, ttl, now)
+      sweep(now)
       return true
     },
     async touch(key, meta: SessionMeta, ttl) {
-      const entry = live(key)
+      const now = Date.now()
+      const entry = live(key, now)
       if (!entry) return false
-      put(key, { data: entry.record.data, meta }, ttl)
+      put(key, { data: entry.record.data, meta }, ttl, now)
       return true
     },
     async delete(key) {
       entries.delete(key)
     },
     async count() {
-      sweep()
+      sweep(Date.now())
       return entries.size
     },
   }
