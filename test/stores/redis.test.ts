@@ -1,13 +1,5 @@
 /** @module redisStore() through ioredis against real redis-servers: standalone, with a replica, and a Cluster. */
-import { randomBytes } from 'node:crypto'
-import {
-  createSessions,
-  type RecordPatch,
-  type SessionMeta,
-  type SessionRecord,
-  type SessionsOptions,
-  type StoreContext,
-} from 'edge-session'
+import { createSessions, type SessionsOptions } from 'edge-session'
 import { type IoRedisClient, type IoRedisPipeline, redisStore } from 'edge-session/stores/redis'
 import { pinsSlot } from 'edge-session/stores/redis-core'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
@@ -15,6 +7,18 @@ import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
 import { describeStoreConformance } from '../conformance.ts'
 import { CookieJar } from '../support/jar.ts'
 import { infoField, type RedisNode, RedisNodes, replicaSynced, startCluster } from '../support/redis-nodes.ts'
+import {
+  ctx,
+  expectAbortedCallsRefused,
+  expectSessionHash,
+  HOUR,
+  measureEach,
+  newKey,
+  oneCallOfEach,
+  oneRequestOfEach,
+  patch,
+  record,
+} from './redis-shared.ts'
 
 /** The client options the store's documentation recommends: fail fast, never replay a write later. */
 const RECOMMENDED: RedisOptions = {
@@ -84,26 +88,6 @@ describeStoreConformance({
   realTimeExpiry: true,
 })
 
-const ctx = (): StoreContext => ({ env: undefined, signal: new AbortController().signal })
-const newKey = () => randomBytes(32).toString('base64url')
-const HOUR = 3_600_000
-
-const meta = (over: Partial<SessionMeta> = {}): SessionMeta => ({
-  createdAt: 946_684_800_000,
-  lastSeenAt: 946_684_800_000,
-  expiresAt: 946_686_600_000,
-  ...over,
-})
-const record = (data: Record<string, unknown>, over: Partial<SessionMeta> = {}): SessionRecord => ({
-  data,
-  meta: meta(over),
-})
-const patch = (set: Record<string, unknown>, del: string[] = []): RecordPatch => ({
-  set,
-  delete: del,
-  meta: meta(),
-})
-
 /** Calls of the commands this store sends, from the server's own `INFO commandstats`. */
 async function commandCalls(node: RedisNode): Promise<Record<string, number>> {
   const info = await node.text('INFO', 'commandstats')
@@ -115,6 +99,15 @@ async function commandCalls(node: RedisNode): Promise<Record<string, number>> {
 }
 
 const sum = (calls: Record<string, number>) => Object.values(calls).reduce((a, b) => a + b, 0)
+
+/** For `measureEach`: [round trips the client made, commands `node` ran] during each step. */
+function tripsAndCommands(node: RedisNode, client: { trips: number }) {
+  return async () => {
+    client.trips = 0
+    const before = sum(await commandCalls(node))
+    return async (): Promise<[number, number]> => [client.trips, sum(await commandCalls(node)) - before]
+  }
+}
 
 /**
  * The client, counting its round trips: each HGETALL, EVAL and pipeline `exec` is one request written and one
@@ -189,20 +182,11 @@ describe('redisStore', () => {
   it('keeps the Upstash store layout: a hash under prefix + key, j-encoded fields, a live set', async () => {
     const client = await connect(standalone)
     const store = redisStore({ client, prefix: 'layout:' })
-    const key = newKey()
-    await store.set(key, record({ user: 'ada', n: 3 }, { flash: ['n'] }), 90_000, ctx())
-    expect(await client.type(`layout:${key}`)).toBe('hash')
-    expect(await client.hgetall(`layout:${key}`)).toEqual({
-      'd:user': 'j"ada"',
-      'd:n': 'j3',
-      'm:createdAt': 'j946684800000',
-      'm:lastSeenAt': 'j946684800000',
-      'm:expiresAt': 'j946686600000',
-      'm:flash': 'j["n"]',
+    const key = await expectSessionHash(store, 'layout:', {
+      type: (name) => client.type(name),
+      hash: (name) => client.hgetall(name),
+      pttl: (name) => client.pttl(name),
     })
-    const ttl = await client.pttl(`layout:${key}`)
-    expect(ttl).toBeGreaterThan(85_000)
-    expect(ttl).toBeLessThanOrEqual(90_000)
     expect(await client.zrange('layout:#live', '0', '-1')).toEqual([key])
     expect(await store.get(key, ctx())).toEqual(record({ user: 'ada', n: 3 }, { flash: ['n'] }))
   })
@@ -236,16 +220,7 @@ describe('redisStore', () => {
   it('costs one round trip and one command per call', async () => {
     const client = countingClient(await connect(standalone))
     const store = redisStore({ client, prefix: nextPrefix() })
-    const [oldKey, key] = [newKey(), newKey()]
-    const measured = await measure(standalone, client, {
-      set: () => store.set(oldKey, record({ a: 1 }), HOUR, ctx()),
-      get: () => store.get(oldKey, ctx()),
-      patch: () => store.patch(oldKey, patch({ b: 2 }, ['a']), HOUR, ctx()),
-      touch: async () => store.touch?.(oldKey, meta(), HOUR, ctx()),
-      'set replaces': () => store.set(key, record({ b: 2 }), HOUR, ctx(), oldKey),
-      count: async () => store.count?.(ctx()),
-      delete: () => store.delete(key, ctx()),
-    })
+    const measured = await measureEach(oneCallOfEach(store), tripsAndCommands(standalone, client))
     expect(measured).toEqual({
       set: [1, 1],
       get: [1, 1],
@@ -260,12 +235,8 @@ describe('redisStore', () => {
   it('sends nothing when the signal is already aborted', async () => {
     const client = countingClient(await connect(standalone))
     const store = redisStore({ client })
-    const controller = new AbortController()
-    controller.abort(new Error('timed out'))
-    const aborted = { env: undefined, signal: controller.signal }
     const before = sum(await commandCalls(standalone))
-    await expect(store.get(newKey(), aborted)).rejects.toThrow('timed out')
-    await expect(store.set(newKey(), record({}), HOUR, aborted)).rejects.toThrow('timed out')
+    await expectAbortedCallsRefused(store)
     expect(client.trips).toBe(0)
     expect(sum(await commandCalls(standalone))).toBe(before)
   })
@@ -294,16 +265,7 @@ describe('redisStore with waitForReplicas', () => {
       prefix: nextPrefix(),
       waitForReplicas: { replicas: 1, timeout: 1_000 },
     })
-    const [oldKey, key] = [newKey(), newKey()]
-    const measured = await measure(master, client, {
-      set: () => store.set(oldKey, record({ a: 1 }), HOUR, ctx()),
-      get: () => store.get(oldKey, ctx()),
-      patch: () => store.patch(oldKey, patch({ b: 2 }, ['a']), HOUR, ctx()),
-      touch: async () => store.touch?.(oldKey, meta(), HOUR, ctx()),
-      'set replaces': () => store.set(key, record({ b: 2 }), HOUR, ctx(), oldKey),
-      count: async () => store.count?.(ctx()),
-      delete: () => store.delete(key, ctx()),
-    })
+    const measured = await measureEach(oneCallOfEach(store), tripsAndCommands(master, client))
     // [round trips, commands]: a write is EVAL + WAIT, sent together.
     expect(measured).toEqual({
       set: [1, 2],
@@ -375,22 +337,10 @@ describe('createSessions over redisStore: round trips per request', () => {
       now: () => now,
     } satisfies SessionsOptions)
     const jar = new CookieJar()
-    const visit = (handle: (s: Awaited<ReturnType<typeof sessions.load>>) => void) => async () => {
-      const session = await sessions.load(jar.request())
-      handle(session)
-      jar.update(await sessions.commit(session, new Response()))
-    }
-    const measured = await measure(node, client, {
-      anonymous: visit(() => {}),
-      new: visit((s) => s.set('a', 1)),
-      readOnly: visit((s) => s.get('a')),
-      changing: visit((s) => s.set('b', 2)),
-      touch: visit(() => {
-        now += 61_000
-      }),
-      regenerate: visit((s) => s.regenerate()),
-      destroy: visit((s) => s.destroy()),
+    const requests = oneRequestOfEach(sessions, jar, () => {
+      now += 61_000
     })
+    const measured = await measureEach(requests, tripsAndCommands(node, client))
     const trips = Object.fromEntries(Object.entries(measured).map(([name, [n]]) => [name, n]))
     expect(trips).toEqual({
       anonymous: 0,
@@ -415,22 +365,6 @@ describe('createSessions over redisStore: round trips per request', () => {
     expect(jar.cookies.size).toBe(0)
   })
 })
-
-/** Runs each step alone; returns [round trips, commands the server ran] for each. */
-async function measure(
-  node: RedisNode,
-  client: { trips: number },
-  steps: Record<string, () => Promise<unknown>>,
-): Promise<Record<string, [number, number]>> {
-  const measured: Record<string, [number, number]> = {}
-  for (const [name, step] of Object.entries(steps)) {
-    client.trips = 0
-    const before = sum(await commandCalls(node))
-    await step()
-    measured[name] = [client.trips, sum(await commandCalls(node)) - before]
-  }
-  return measured
-}
 
 describe('pinsSlot: whether a prefix holds the hash tag of every key', () => {
   it.each([

@@ -1,21 +1,27 @@
 /** @module upstashStore() against a real redis-server, through the local Upstash REST endpoint. */
-import { randomBytes } from 'node:crypto'
 import type { Redis } from '@upstash/redis'
 import { Redis as CloudflareRedis } from '@upstash/redis/cloudflare'
-import {
-  createSessions,
-  type RecordPatch,
-  type SessionMeta,
-  type SessionRecord,
-  type SessionsOptions,
-  type StoreContext,
-} from 'edge-session'
+import { createSessions, type SessionsOptions } from 'edge-session'
 import { upstashStore } from 'edge-session/stores/upstash'
 import { describe, expect, it } from 'vitest'
 import { describeStoreConformance, storageKey } from '../conformance.ts'
 import { CookieJar } from '../support/jar.ts'
 import { RespStatus } from '../support/resp.ts'
 import { useLocalUpstash } from '../support/use-local-upstash.ts'
+import {
+  ctx,
+  expectAbortedCallsRefused,
+  expectSessionHash,
+  HOUR,
+  measureEach,
+  meta,
+  newKey,
+  oneCallOfEach,
+  oneRequestOfEach,
+  patch,
+  type RedisView,
+  record,
+} from './redis-shared.ts'
 
 const local = useLocalUpstash()
 
@@ -28,34 +34,6 @@ describeStoreConformance({
   realTimeExpiry: true,
 })
 
-const ctx = (): StoreContext => ({ env: undefined, signal: new AbortController().signal })
-/** A storage key as the sessions layer makes them: base64url of 32 bytes. */
-const newKey = () => randomBytes(32).toString('base64url')
-const HOUR = 3_600_000
-
-// Deliberately far from Redis's clock: the store must copy these, never judge by them.
-const meta = (over: Partial<SessionMeta> = {}): SessionMeta => ({
-  createdAt: 946_684_800_000,
-  lastSeenAt: 946_684_800_000,
-  expiresAt: 946_686_600_000,
-  ...over,
-})
-
-const record = (data: Record<string, unknown>, over: Partial<SessionMeta> = {}): SessionRecord => ({
-  data,
-  meta: meta(over),
-})
-
-const patch = (
-  set: Record<string, unknown>,
-  del: string[] = [],
-  over: Partial<SessionMeta> = {},
-): RecordPatch => ({
-  set,
-  delete: del,
-  meta: meta(over),
-})
-
 /** Redis's view of a hash, fields to text. */
 async function hash(key: string): Promise<Record<string, string>> {
   const reply = await local.direct('HGETALL', key)
@@ -66,6 +44,22 @@ async function hash(key: string): Promise<Record<string, string>> {
 }
 
 const pttl = async (key: string) => Number(await local.direct('PTTL', key))
+
+/** Redis read directly, past the endpoint. */
+const direct: RedisView = {
+  async type(key) {
+    const reply = await local.direct('TYPE', key)
+    return reply instanceof RespStatus ? reply.value : String(reply)
+  },
+  hash,
+  pttl,
+}
+
+/** For `measureEach`: [requests, commands] the endpoint served during each step. */
+const requestsAndCommands = async () => {
+  local.endpoint.resetCounts()
+  return (): [number, number] => [local.endpoint.requestCount, local.endpoint.commandCount]
+}
 
 /** Every value shape a session may hold, with the strings a parsing client would mangle. */
 const tricky: Record<string, unknown> = {
@@ -144,23 +138,10 @@ describe('upstashStore', () => {
 
   it('keeps a session as a hash under prefix + key: a field per data key, metadata fields, TTL as given', async () => {
     const store = upstashStore({ redis: local.client(), prefix: 'app:s:' })
-    const key = newKey()
-    await store.set(key, record({ user: 'ada', n: 3 }, { flash: ['n'] }), 90_000, ctx())
+    const key = await expectSessionHash(store, 'app:s:', direct)
     expect(await local.direct('KEYS', '*')).toEqual(
       expect.arrayContaining([Buffer.from(`app:s:${key}`), Buffer.from('app:s:#live')]),
     )
-    expect(await local.direct('TYPE', `app:s:${key}`)).toEqual(new RespStatus('hash'))
-    expect(await hash(`app:s:${key}`)).toEqual({
-      'd:user': 'j"ada"',
-      'd:n': 'j3',
-      'm:createdAt': 'j946684800000',
-      'm:lastSeenAt': 'j946684800000',
-      'm:expiresAt': 'j946686600000',
-      'm:flash': 'j["n"]',
-    })
-    const ttl = await pttl(`app:s:${key}`)
-    expect(ttl).toBeGreaterThan(85_000)
-    expect(ttl).toBeLessThanOrEqual(90_000)
   })
 
   it('uses the prefix sess: by default', async () => {
@@ -357,22 +338,7 @@ describe('upstashStore', () => {
 
   it('costs one round trip and one command per call', async () => {
     const store = upstashStore({ redis: local.client() })
-    const [oldKey, key] = [newKey(), newKey()]
-    const calls: [string, () => Promise<unknown>][] = [
-      ['set', () => store.set(oldKey, record({ a: 1 }), HOUR, ctx())],
-      ['get', () => store.get(oldKey, ctx())],
-      ['patch', () => store.patch(oldKey, patch({ b: 2 }, ['a']), HOUR, ctx())],
-      ['touch', async () => store.touch?.(oldKey, meta(), HOUR, ctx())],
-      ['set replaces', () => store.set(key, record({ b: 2 }), HOUR, ctx(), oldKey)],
-      ['count', async () => store.count?.(ctx())],
-      ['delete', () => store.delete(key, ctx())],
-    ]
-    const trips: Record<string, [number, number]> = {}
-    for (const [name, call] of calls) {
-      local.endpoint.resetCounts()
-      await call()
-      trips[name] = [local.endpoint.requestCount, local.endpoint.commandCount]
-    }
+    const trips = await measureEach(oneCallOfEach(store), requestsAndCommands)
     expect(trips).toEqual({
       set: [1, 1],
       get: [1, 1],
@@ -399,11 +365,7 @@ describe('upstashStore', () => {
 
   it('sends nothing when the signal is already aborted', async () => {
     const store = upstashStore({ redis: local.client() })
-    const controller = new AbortController()
-    controller.abort(new Error('timed out'))
-    const aborted = { env: undefined, signal: controller.signal }
-    await expect(store.get(newKey(), aborted)).rejects.toThrow('timed out')
-    await expect(store.set(newKey(), record({}), HOUR, aborted)).rejects.toThrow('timed out')
+    await expectAbortedCallsRefused(store)
     expect(local.endpoint.requestCount).toBe(0)
   })
 
@@ -479,24 +441,13 @@ describe('createSessions over upstashStore', () => {
     let now = Date.UTC(2030, 0, 1)
     const sessions = sessionsFor({ now: () => now, touchInterval: 60 })
     const jar = new CookieJar()
-    const trips = async (handle: (s: Awaited<ReturnType<typeof sessions.load>>) => void) => {
+    const requests = oneRequestOfEach(sessions, jar, () => {
+      now += 61_000
+    })
+    const measured = await measureEach(requests, async () => {
       local.endpoint.resetCounts()
-      const session = await sessions.load(jar.request())
-      handle(session)
-      jar.update(await sessions.commit(session, new Response()))
-      return local.endpoint.requestCount
-    }
-    const measured = {
-      anonymous: await trips(() => {}),
-      new: await trips((s) => s.set('a', 1)),
-      readOnly: await trips((s) => s.get('a')),
-      changing: await trips((s) => s.set('b', 2)),
-      touch: await trips(() => {
-        now += 61_000
-      }),
-      regenerate: await trips((s) => s.regenerate()),
-      destroy: await trips((s) => s.destroy()),
-    }
+      return () => local.endpoint.requestCount
+    })
     expect(measured).toEqual({
       anonymous: 0,
       new: 1,

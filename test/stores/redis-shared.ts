@@ -1,0 +1,145 @@
+/**
+ * @module What the tests of the two stores on Redis's shared logic (`src/stores/redis-core.ts`), redisStore and
+ * upstashStore, have in common: record fixtures, the hash layout both write, the aborted-call check, and the
+ * calls and requests whose cost each test counts in its own way (ioredis round trips, the endpoint's requests).
+ */
+import { randomBytes } from 'node:crypto'
+import type {
+  RecordPatch,
+  ServerStore,
+  Session,
+  SessionMeta,
+  SessionRecord,
+  Sessions,
+  StoreContext,
+} from 'edge-session'
+import { expect } from 'vitest'
+import type { CookieJar } from '../support/jar.ts'
+
+export const ctx = (): StoreContext => ({ env: undefined, signal: new AbortController().signal })
+/** A storage key as the sessions layer makes them: base64url of 32 bytes. */
+export const newKey = () => randomBytes(32).toString('base64url')
+export const HOUR = 3_600_000
+
+// Deliberately far from Redis's clock: the store must copy these, never judge by them.
+export const meta = (over: Partial<SessionMeta> = {}): SessionMeta => ({
+  createdAt: 946_684_800_000,
+  lastSeenAt: 946_684_800_000,
+  expiresAt: 946_686_600_000,
+  ...over,
+})
+
+export const record = (data: Record<string, unknown>, over: Partial<SessionMeta> = {}): SessionRecord => ({
+  data,
+  meta: meta(over),
+})
+
+export const patch = (
+  set: Record<string, unknown>,
+  del: string[] = [],
+  over: Partial<SessionMeta> = {},
+): RecordPatch => ({
+  set,
+  delete: del,
+  meta: meta(over),
+})
+
+/** Redis as a test reads it past the store. */
+export interface RedisView {
+  /** `TYPE`: `hash`, `zset`, `none`... */
+  type(key: string): Promise<string>
+  /** `HGETALL`, fields to text. */
+  hash(key: string): Promise<Record<string, string>>
+  /** `PTTL`. */
+  pttl(key: string): Promise<number>
+}
+
+/**
+ * Sets a record with a flash through `store` (its prefix `prefix`) and checks the hash Redis then holds: a field
+ * per data key and per metadata field, each JSON behind `j`, and the TTL as given. Returns the record's key.
+ */
+export async function expectSessionHash(
+  store: ServerStore,
+  prefix: string,
+  redis: RedisView,
+): Promise<string> {
+  const key = newKey()
+  await store.set(key, record({ user: 'ada', n: 3 }, { flash: ['n'] }), 90_000, ctx())
+  expect(await redis.type(`${prefix}${key}`)).toBe('hash')
+  expect(await redis.hash(`${prefix}${key}`)).toEqual({
+    'd:user': 'j"ada"',
+    'd:n': 'j3',
+    'm:createdAt': 'j946684800000',
+    'm:lastSeenAt': 'j946684800000',
+    'm:expiresAt': 'j946686600000',
+    'm:flash': 'j["n"]',
+  })
+  const ttl = await redis.pttl(`${prefix}${key}`)
+  expect(ttl).toBeGreaterThan(85_000)
+  expect(ttl).toBeLessThanOrEqual(90_000)
+  return key
+}
+
+/** A get and a set with an already aborted signal both reject with its reason; the caller checks nothing went out. */
+export async function expectAbortedCallsRefused(store: ServerStore): Promise<void> {
+  const controller = new AbortController()
+  controller.abort(new Error('timed out'))
+  const aborted = { env: undefined, signal: controller.signal }
+  await expect(store.get(newKey(), aborted)).rejects.toThrow('timed out')
+  await expect(store.set(newKey(), record({}), HOUR, aborted)).rejects.toThrow('timed out')
+}
+
+type Steps = Record<string, () => Promise<unknown>>
+
+/** One call of each kind on a fresh record, in an order where each finds what it needs; for `measureEach`. */
+export function oneCallOfEach(store: ServerStore): Steps {
+  const [oldKey, key] = [newKey(), newKey()]
+  return {
+    set: () => store.set(oldKey, record({ a: 1 }), HOUR, ctx()),
+    get: () => store.get(oldKey, ctx()),
+    patch: () => store.patch(oldKey, patch({ b: 2 }, ['a']), HOUR, ctx()),
+    touch: async () => store.touch?.(oldKey, meta(), HOUR, ctx()),
+    'set replaces': () => store.set(key, record({ b: 2 }), HOUR, ctx(), oldKey),
+    count: async () => store.count?.(ctx()),
+    delete: () => store.delete(key, ctx()),
+  }
+}
+
+/**
+ * One request of each kind, in turn, by one browser (`jar`): anonymous, a new session, a read-only one, a change,
+ * a touch (`advanceClock` moves time past the touch interval), a regenerate and a destroy; for `measureEach`.
+ */
+export function oneRequestOfEach(
+  sessions: Sessions<Record<string, unknown>>,
+  jar: CookieJar,
+  advanceClock: () => void,
+): Steps {
+  const visit = (handle: (s: Session<Record<string, unknown>>) => void) => async () => {
+    const session = await sessions.load(jar.request())
+    handle(session)
+    jar.update(await sessions.commit(session, new Response()))
+  }
+  return {
+    anonymous: visit(() => {}),
+    new: visit((s) => s.set('a', 1)),
+    readOnly: visit((s) => s.get('a')),
+    changing: visit((s) => s.set('b', 2)),
+    touch: visit(advanceClock),
+    regenerate: visit((s) => s.regenerate()),
+    destroy: visit((s) => s.destroy()),
+  }
+}
+
+/**
+ * Runs each step alone, in order, and returns what it cost: `start()` is called before the step and resolves to
+ * the function that reads the cost after it.
+ */
+export async function measureEach<T>(steps: Steps, start: () => Promise<() => Promise<T> | T>) {
+  const measured: Record<string, T> = {}
+  for (const [name, step] of Object.entries(steps)) {
+    const read = await start()
+    await step()
+    measured[name] = await read()
+  }
+  return measured
+}
