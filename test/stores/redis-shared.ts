@@ -105,6 +105,21 @@ export function oneCallOfEach(store: ServerStore): Steps {
   }
 }
 
+type Meter<T> = () => Promise<() => Promise<T> | T>
+
+/** Each call of `oneCallOfEach(store)` costs one round trip and one command, as `meter` counts them. */
+export async function expectOneRoundTripAndCommandEach(store: ServerStore, meter: Meter<[number, number]>) {
+  expect(await measureEach(oneCallOfEach(store), meter)).toEqual({
+    set: [1, 1],
+    get: [1, 1],
+    patch: [1, 1],
+    touch: [1, 1],
+    'set replaces': [1, 1],
+    count: [1, 1],
+    delete: [1, 1],
+  })
+}
+
 /**
  * One request of each kind, in turn, by one browser (`jar`): anonymous, a new session, a read-only one, a change,
  * a touch (`advanceClock` moves time past the touch interval), a regenerate and a destroy; for `measureEach`.
@@ -131,10 +146,24 @@ export function oneRequestOfEach(
 }
 
 /**
+ * The round trips each request of `oneRequestOfEach` costs on either store: none without a cookie, one to load
+ * a session or to write a new one, one more to write a loaded one.
+ */
+export const ROUND_TRIP_BUDGET = {
+  anonymous: 0,
+  new: 1,
+  readOnly: 1,
+  changing: 2,
+  touch: 2,
+  regenerate: 2,
+  destroy: 2,
+}
+
+/**
  * Runs each step alone, in order, and returns what it cost: `start()` is called before the step and resolves to
  * the function that reads the cost after it.
  */
-export async function measureEach<T>(steps: Steps, start: () => Promise<() => Promise<T> | T>) {
+export async function measureEach<T>(steps: Steps, start: Meter<T>): Promise<Record<string, T>> {
   const measured: Record<string, T> = {}
   for (const [name, step] of Object.entries(steps)) {
     const read = await start()
