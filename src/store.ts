@@ -69,7 +69,8 @@ export interface ServerStore {
    * aborting, so the sessions layer makes them with no timer, no signal and no check of whether they settled.
    * Optional; leave it out for any store that waits on I/O. Set it as a non-enumerable property, as
    * `memoryStore()` does, so that a store made by spreading one and replacing methods (a wrapper that may
-   * wait) is not taken for local.
+   * wait) is not taken for local. A wrapper that keeps the property (a Proxy, a method replaced in place) and
+   * may make calls wait must answer `local: false`, or a call that never settles would hang its request.
    */
   readonly local?: boolean
   /** Smallest TTL (ms) the store can keep; shorter TTLs are raised to it (Cloudflare KV: 60 000). */
