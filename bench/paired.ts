@@ -49,19 +49,22 @@ export interface SubjectFigures {
 const KINDS: readonly RequestKind[] = ['read', 'write']
 
 /**
- * A batch size for `client` that takes about `options.batchMs`: after the warm-up, probes of growing size until
- * one lasts a quarter of that, so a single slow request (a GC pause, the machine busy elsewhere) cannot set it.
+ * A batch size for `client` that takes about `options.batchMs`: after the warm-up, requests are sent until that
+ * long has passed, three times, and the largest count is kept (the run least disturbed by the rest of the machine).
  */
 async function calibrate(client: Client, kind: RequestKind, options: PairedOptions): Promise<number> {
   await timeBatch(client, kind, options.warmup)
-  let n = Math.max(1, options.minBatch)
-  let perRequest = await timeBatch(client, kind, n)
-  while (perRequest * n < options.batchMs / 4 && n < options.maxBatch) {
-    n = Math.min(options.maxBatch, n * 2)
-    perRequest = Math.min(perRequest, await timeBatch(client, kind, n))
+  let best = 0
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const deadline = performance.now() + options.batchMs
+    let n = 0
+    while (performance.now() < deadline && n < options.maxBatch) {
+      await timeBatch(client, kind, 1)
+      n++
+    }
+    best = Math.max(best, n)
   }
-  const size = Math.round(options.batchMs / Math.max(perRequest, 1e-6))
-  return Math.max(options.minBatch, Math.min(options.maxBatch, size))
+  return Math.max(options.minBatch, Math.min(options.maxBatch, best))
 }
 
 /**
