@@ -16,16 +16,18 @@ import {
 import { CookieValueCache, createSessionId, hashKey, IdSigner } from './crypto.ts'
 import { isSessionError, SessionError } from './errors.ts'
 import { createState, loadedState, Session, type SessionOrigin, type SessionState, STATE } from './session.ts'
-import type {
-  CookieStore,
-  RecordPatch,
-  SealedSession,
-  Sealer,
-  ServerStore,
-  SessionData,
-  SessionMeta,
-  SessionStore,
-  StoreContext,
+import {
+  type CookieStore,
+  GET_NOW,
+  type RecordPatch,
+  type SealedSession,
+  type Sealer,
+  type ServerStore,
+  type SessionData,
+  type SessionMeta,
+  type SessionRecord,
+  type SessionStore,
+  type StoreContext,
 } from './store.ts'
 
 /** Options of the session cookie. */
@@ -238,7 +240,11 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
       if (!verified) continue
       // A signed id: the store decides whether it is still a session. A client never chooses its id, so a
       // missing or expired record gives a fresh session with a new id.
-      const record = await this.#call(env, 'read', (ctx) => this.#store.get(verified.key, ctx))
+      const store = this.#store
+      const getNow = (store.get as { [GET_NOW]?: (key: string) => SessionRecord | null })[GET_NOW]
+      const record = getNow
+        ? readNow(store, getNow, verified.key)
+        : await this.#call(env, 'read', (ctx) => store.get(verified.key, ctx))
       const now = this.now()
       if (!record || !this.isLive(record.meta, now)) break
       origin.key = verified.key
@@ -538,6 +544,19 @@ async function callWithTimeout<T>(
     throw storeError(store, operation, error)
   } finally {
     if (timer !== undefined) clearTimeout(timer)
+  }
+}
+
+/** A store's read answered at once (see {@link GET_NOW}), failures turned into `ERR_STORE` as callStore does. */
+function readNow(
+  store: ServerStore,
+  getNow: (key: string) => SessionRecord | null,
+  key: string,
+): SessionRecord | null {
+  try {
+    return getNow(key)
+  } catch (error) {
+    throw storeError(store, 'read', error)
   }
 }
 

@@ -130,3 +130,11 @@ export interface CookieStore {
 }
 
 export type SessionStore = ServerStore | CookieStore
+
+/**
+ * Not part of the public contract. A store's `get` may carry, under this key, the same read answering at once
+ * (no promise): the sessions layer then calls that instead, and a request whose cookie was verified before
+ * awaits nothing until its handler runs. It belongs to the function, so a wrapper that replaces `get` (a Proxy,
+ * a spread, an assignment) does not keep it, and its own `get` is what gets called.
+ */
+export const GET_NOW: unique symbol = Symbol('edge-session.getNow')

@@ -1,8 +1,9 @@
 /** @module callStore(): settled and local store calls run with no timer and no AbortSignal made. */
-import type { ServerStore, StoreContext } from 'edge-session'
+import { createSessions, type ServerStore, type StoreContext } from 'edge-session'
 import { memoryStore } from 'edge-session/stores/memory'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { callStore } from '../src/sessions.ts'
+import { GET_NOW, type SessionRecord } from '../src/store.ts'
 
 // Spread: the same methods, but not `local` (the property does not spread), like any store that may wait.
 const store: ServerStore = { ...memoryStore() }
@@ -80,6 +81,63 @@ describe('callStore', () => {
     expect(error).toMatchObject({
       code: 'ERR_STORE',
       message: expect.stringMatching(/memory session store failed to read: broken/),
+    })
+  })
+})
+
+describe('a get that answers at once (GET_NOW)', () => {
+  const SECRET = 'a-secret-of-at-least-32-characters-0123'
+  const request = (cookie?: string) =>
+    new Request('https://app.example/', cookie ? { headers: { cookie } } : undefined)
+  const ctx = (): StoreContext => ({ env: undefined, signal: new AbortController().signal })
+
+  async function sessionCookie(sessions: ReturnType<typeof createSessions>): Promise<string> {
+    const s = await sessions.load(request())
+    s.set('n', 1)
+    const response = await sessions.commit(s, new Response(null))
+    return (response.headers.getSetCookie()[0] ?? '').split(';')[0] as string
+  }
+
+  it("is carried by the memory store's get, answering as get does", async () => {
+    const store = memoryStore()
+    await store.set(
+      'k',
+      { data: { a: 1 }, meta: { createdAt: 1, lastSeenAt: 1, expiresAt: 2 } },
+      60_000,
+      ctx(),
+    )
+    const getNow = (store.get as { [GET_NOW]?: (key: string) => SessionRecord | null })[GET_NOW]
+    expect(getNow?.('k')).toEqual(await store.get('k', ctx()))
+    expect(getNow?.('missing')).toBeNull()
+  })
+
+  it('is what load reads through, its failure an ERR_STORE', async () => {
+    const base = memoryStore()
+    let broken = false
+    const get = (key: string, c: StoreContext) => base.get(key, c)
+    Object.defineProperty(get, GET_NOW, {
+      value: (key: string) => {
+        if (broken) throw new Error('memory gone')
+        return (base.get as { [GET_NOW]?: (key: string) => SessionRecord | null })[GET_NOW]?.(key) ?? null
+      },
+    })
+    const sessions = createSessions({ store: { ...base, get }, secrets: SECRET })
+    const cookie = await sessionCookie(sessions)
+    expect((await sessions.load(request(cookie))).get('n')).toBe(1)
+    broken = true
+    await expect(sessions.load(request(cookie))).rejects.toMatchObject({
+      code: 'ERR_STORE',
+      message: expect.stringMatching(/memory session store failed to read: memory gone/),
+    })
+  })
+
+  it('is dropped by a wrapper that replaces get: its own get, and its timeout, apply', async () => {
+    const hanging: ServerStore = { ...memoryStore(), get: () => new Promise(() => {}) }
+    const sessions = createSessions({ store: hanging, secrets: SECRET, storeTimeout: 50 })
+    const cookie = await sessionCookie(sessions)
+    await expect(sessions.load(request(cookie))).rejects.toMatchObject({
+      code: 'ERR_STORE',
+      message: expect.stringMatching(/within 50 ms/),
     })
   })
 })

@@ -1,7 +1,14 @@
 /** @module memoryStore(): sessions in this process's memory, for one instance, development and tests. */
 
 import { SessionError } from '../errors.ts'
-import type { RecordPatch, ServerStore, SessionMeta, SessionRecord, StoreContext } from '../store.ts'
+import {
+  GET_NOW,
+  type RecordPatch,
+  type ServerStore,
+  type SessionMeta,
+  type SessionRecord,
+  type StoreContext,
+} from '../store.ts'
 
 export interface MemoryStoreOptions {
   /**
@@ -87,16 +94,20 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     if (deadlines.size > 2 * entries.size + 1024) deadlines.rebuild(entries)
   }
 
+  const read = (key: string): SessionRecord | null => {
+    const entry = live(key, Date.now())
+    return entry ? { data: { ...entry.record.data }, meta: entry.record.meta } : null
+  }
+  const get = async (key: string): Promise<SessionRecord | null> => read(key)
+  Object.defineProperty(get, GET_NOW, { value: read })
+
   const store: MemoryStore = {
     kind: 'server',
     name: 'memory',
     get size() {
       return entries.size
     },
-    async get(key) {
-      const entry = live(key, Date.now())
-      return entry ? { data: { ...entry.record.data }, meta: entry.record.meta } : null
-    },
+    get,
     async set(key, record, ttl, _ctx, replaces) {
       const now = Date.now()
       if (replaces !== undefined) {
