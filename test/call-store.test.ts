@@ -1,5 +1,5 @@
 /** @module callStore(): settled and local store calls run with no timer and no AbortSignal made. */
-import { createSessions, type ServerStore, type StoreContext } from 'edge-session'
+import { createSessions, type ServerStore, type Sessions, type StoreContext } from 'edge-session'
 import { memoryStore } from 'edge-session/stores/memory'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { callStore } from '../src/sessions.ts'
@@ -91,7 +91,7 @@ describe('a get that answers at once (GET_NOW)', () => {
     new Request('https://app.example/', cookie ? { headers: { cookie } } : undefined)
   const ctx = (): StoreContext => ({ env: undefined, signal: new AbortController().signal })
 
-  async function sessionCookie(sessions: ReturnType<typeof createSessions>): Promise<string> {
+  async function sessionCookie(sessions: Sessions<{ n?: number }>): Promise<string> {
     const s = await sessions.load(request())
     s.set('n', 1)
     const response = await sessions.commit(s, new Response(null))
@@ -121,7 +121,7 @@ describe('a get that answers at once (GET_NOW)', () => {
         return (base.get as { [GET_NOW]?: (key: string) => SessionRecord | null })[GET_NOW]?.(key) ?? null
       },
     })
-    const sessions = createSessions({ store: { ...base, get }, secrets: SECRET })
+    const sessions = createSessions<{ n?: number }>({ store: { ...base, get }, secrets: SECRET })
     const cookie = await sessionCookie(sessions)
     expect((await sessions.load(request(cookie))).get('n')).toBe(1)
     broken = true
@@ -133,7 +133,7 @@ describe('a get that answers at once (GET_NOW)', () => {
 
   it('is dropped by a wrapper that replaces get: its own get, and its timeout, apply', async () => {
     const hanging: ServerStore = { ...memoryStore(), get: () => new Promise(() => {}) }
-    const sessions = createSessions({ store: hanging, secrets: SECRET, storeTimeout: 50 })
+    const sessions = createSessions<{ n?: number }>({ store: hanging, secrets: SECRET, storeTimeout: 50 })
     const cookie = await sessionCookie(sessions)
     await expect(sessions.load(request(cookie))).rejects.toMatchObject({
       code: 'ERR_STORE',
