@@ -602,15 +602,30 @@ function appendSetCookies(response: Response, cookies: string[]): Response {
   }
 }
 
+/**
+ * The last origin (everything before the path) `isLocalHttp` judged, and its answer. A development server sees
+ * one origin, and parsing a URL on every response cost a few µs in a real server.
+ */
+let judgedOrigin = ''
+let judgedLocal = false
+
 /** Plain http to the local machine: the one case where a browser may drop a `Secure` cookie. */
 function isLocalHttp(url: string): boolean {
   if (!url.startsWith('http:')) return false
+  // The host lies before the first '/' after the scheme's "//": that prefix decides the answer.
+  const slash = url.indexOf('/', 'http://'.length)
+  const origin = slash === -1 ? url : url.slice(0, slash)
+  if (origin === judgedOrigin) return judgedLocal
+  let local = false
   try {
     const host = new URL(url).hostname
-    return host === 'localhost' || host === '127.0.0.1' || host === '[::1]' || host.endsWith('.localhost')
+    local = host === 'localhost' || host === '127.0.0.1' || host === '[::1]' || host.endsWith('.localhost')
   } catch {
-    return false
+    local = false
   }
+  judgedOrigin = origin
+  judgedLocal = local
+  return local
 }
 
 function secretsOf(options: SessionsOptions): readonly string[] {
