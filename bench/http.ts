@@ -5,6 +5,7 @@
  */
 
 import { type ChildProcess, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { freePort } from '../test/support/redis-server.ts'
@@ -32,13 +33,39 @@ export interface HttpRow {
   p99: number
   /** Requests answered with anything but 2xx, or that failed, over all rounds (should be 0). */
   failures: number
+  /**
+   * Median CPU time the server process spent per request (user + system, from /proc), in µs: the server's own
+   * cost, which the throughput hides when the load generator, on the same cores, is the bottleneck. Null where
+   * /proc is not readable.
+   */
+  cpuUs: number | null
+  /** Median of the per-round ratios of `cpuUs` to the bare app's. */
+  cpuRatio: number | null
 }
 
 const root = fileURLToPath(new URL('../', import.meta.url))
 
 interface Server {
   readonly url: string
+  /** CPU time the process has used so far, in µs, or null where /proc is not readable. */
+  cpuTime(): number | null
   stop(): Promise<void>
+}
+
+/** Clock ticks per second of /proc's utime and stime: USER_HZ, 100 on Linux. */
+const USER_HZ = 100
+
+function processCpuTime(pid: number | undefined): number | null {
+  if (pid === undefined) return null
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name (which may hold spaces, inside parentheses): utime and stime are 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const ticks = Number(fields[11]) + Number(fields[12])
+    return Number.isFinite(ticks) ? (ticks / USER_HZ) * 1e6 : null
+  } catch {
+    return null
+  }
 }
 
 const running = new Set<ChildProcess>()
@@ -72,6 +99,7 @@ async function startServer(file: string, env: Record<string, string>): Promise<S
   const url = `http://127.0.0.1:${port}`
   const server: Server = {
     url,
+    cpuTime: () => processCpuTime(child.pid),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return
       child.kill('SIGTERM')
@@ -110,6 +138,14 @@ async function sessionCookie(url: string): Promise<string> {
     .join('; ')
   if (!cookie) throw new Error(`${url} set no session cookie`)
   return cookie
+}
+
+interface Sample {
+  rps: number[]
+  p50: number[]
+  p99: number[]
+  cpu: number[]
+  failures: number
 }
 
 interface Target {
@@ -172,8 +208,8 @@ export async function measureHttp(options: HttpOptions): Promise<HttpRow[]> {
     for (const [target, server] of servers) {
       headers.set(target, target.withCookie ? { cookie: await sessionCookie(server.url) } : {})
     }
-    const samples = new Map<Target, { rps: number[]; p50: number[]; p99: number[]; failures: number }>()
-    for (const target of TARGETS) samples.set(target, { rps: [], p50: [], p99: [], failures: 0 })
+    const samples = new Map<Target, Sample>()
+    for (const target of TARGETS) samples.set(target, { rps: [], p50: [], p99: [], cpu: [], failures: 0 })
     // A short warm-up per server, so the JIT has settled before the first round.
     for (const [target, server] of servers) {
       await autocannon({
@@ -187,17 +223,17 @@ export async function measureHttp(options: HttpOptions): Promise<HttpRow[]> {
       const order = round % 2 === 0 ? TARGETS : [...TARGETS].reverse()
       for (const target of order) {
         const server = servers.get(target) as Server
+        const cpuBefore = server.cpuTime()
         const result = await autocannon({
           url: `${server.url}/api/session`,
           connections: options.connections,
           duration: options.seconds,
           headers: headers.get(target) ?? {},
         })
-        const sample = samples.get(target) as {
-          rps: number[]
-          p50: number[]
-          p99: number[]
-          failures: number
+        const cpuAfter = server.cpuTime()
+        const sample = samples.get(target) as Sample
+        if (cpuBefore !== null && cpuAfter !== null && result.requests.total > 0) {
+          sample.cpu.push((cpuAfter - cpuBefore) / result.requests.total)
         }
         sample.rps.push(result.requests.average)
         sample.p50.push(result.latency.p50)
@@ -206,9 +242,10 @@ export async function measureHttp(options: HttpOptions): Promise<HttpRow[]> {
       }
       log(`http round ${round + 1}/${options.rounds} done`)
     }
-    const bare = samples.get(TARGETS[0] as Target) as { rps: number[] }
+    const bare = samples.get(TARGETS[0] as Target) as Sample
+    const cpuComplete = [...samples.values()].every((sample) => sample.cpu.length === options.rounds)
     return TARGETS.map((target) => {
-      const sample = samples.get(target) as { rps: number[]; p50: number[]; p99: number[]; failures: number }
+      const sample = samples.get(target) as Sample
       return {
         id: target.id,
         label: target.label,
@@ -217,6 +254,8 @@ export async function measureHttp(options: HttpOptions): Promise<HttpRow[]> {
         p50: median(sample.p50),
         p99: median(sample.p99),
         failures: sample.failures,
+        cpuUs: cpuComplete ? median(sample.cpu) : null,
+        cpuRatio: cpuComplete ? median(sample.cpu.map((cpu, i) => cpu / (bare.cpu[i] as number))) : null,
       }
     })
   } finally {

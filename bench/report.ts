@@ -63,16 +63,27 @@ export function markdown(result: BenchResult, command: string): string {
     )
   const http = result.http
     ? table(
-        ['Server', 'Requests/s', 'Ratio to bare', 'p50 ms', 'p99 ms', 'Failed'],
+        [
+          'Server',
+          'Requests/s',
+          'Ratio to bare',
+          'Server CPU µs/request',
+          'CPU ratio',
+          'p50 ms',
+          'p99 ms',
+          'Failed',
+        ],
         result.http.map((row) => [
           row.label,
           row.rps.toFixed(0),
           ratio(row.ratio),
+          row.cpuUs === null ? 'n/a' : row.cpuUs.toFixed(0),
+          row.cpuRatio === null ? 'n/a' : ratio(row.cpuRatio),
           row.p50.toFixed(1),
           row.p99.toFixed(1),
           String(row.failures),
         ]),
-        '| --- | ---: | ---: | ---: | ---: | ---: |',
+        '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       )
     : '_Not run (`--no-http`)._'
   const versions = Object.entries(result.versions)
@@ -139,10 +150,17 @@ ${micro ?? '_Not run._'}
 ${
   httpOptions
     ? `\`GET /api/session\` with a session cookie (so each request reads the session and counts a visit: a write) on
-the Node example (\`examples/node/server.ts\`), against a bare Hono app on @hono/node-server answering the same
-JSON with no session. Each server runs in its own process on 127.0.0.1; autocannon, in the benchmark's process,
-keeps ${httpOptions.connections} connections busy for ${httpOptions.seconds} s per run, ${httpOptions.rounds} paired
-rounds, order alternating. Ratios are medians of per-round ratios.`
+the Node example (\`examples/node/server.ts\`) and on a bare Hono app on @hono/node-server (\`bench/bare-server.ts\`,
+the same JSON) with edge-session's middleware, against that bare app with no session. Each server runs in its own
+process on 127.0.0.1; autocannon, in the benchmark's process, keeps ${httpOptions.connections} connections busy for
+${httpOptions.seconds} s per run, ${httpOptions.rounds} paired rounds, order alternating. Ratios are medians of
+per-round ratios.
+
+On ${result.machine.cores} cores the load generator competes with the server and parses every response in
+JavaScript, so throughput is partly the client's: a response that carries a \`Set-Cookie\` costs it more too.
+"Server CPU µs/request" is the server process's own CPU time (user + system, read from /proc before and after each
+run) divided by the requests it answered; it includes the kernel's work for its socket writes. The Node example
+also runs its own middleware (\`X-Served-By\` set after the handler, same-origin checks).`
     : ''
 }
 
@@ -160,8 +178,9 @@ export function summary(result: BenchResult): string {
   if (result.http) {
     lines.push('')
     for (const row of result.http) {
+      const cpu = row.cpuRatio === null ? '' : `, server CPU ${ratio(row.cpuRatio)} of bare`
       lines.push(
-        `${row.label}: ${row.rps.toFixed(0)} req/s, ${ratio(row.ratio)} of bare, ${row.failures} failed`,
+        `${row.label}: ${row.rps.toFixed(0)} req/s, ${ratio(row.ratio)} of bare${cpu}, ${row.failures} failed`,
       )
     }
   }

@@ -74,6 +74,8 @@ describe('npm run bench, one tiny round', () => {
     for (const row of result.http ?? []) {
       expect(row.rps, row.id).toBeGreaterThan(0)
       expect(row.failures, row.id).toBe(0)
+      // Read from /proc where there is one (Linux), else not measured.
+      if (row.cpuUs !== null) expect(row.cpuUs, row.id).toBeGreaterThan(0)
     }
 
     const text = markdown(result, 'npm run bench')
