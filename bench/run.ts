@@ -8,7 +8,7 @@
  */
 
 import { writeFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { type BenchOptions, DEFAULT_OPTIONS, runBench } from './harness.ts'
 import { markdown, summary } from './report.ts'
@@ -55,7 +55,7 @@ console.log(summary(result))
 if (values['no-write'] || (partial && values.out === 'BENCHMARKS.md')) {
   console.error('BENCHMARKS.md not written: only a full run with the default options writes it')
 } else {
-  const out = fileURLToPath(new URL(`../${values.out}`, import.meta.url))
+  const out = resolve(values.out)
   const args = process.argv.slice(2)
   const command = args.length > 0 ? `npm run bench -- ${args.join(' ')}` : 'npm run bench'
   writeFileSync(out, markdown(result, command))
