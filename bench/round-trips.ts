@@ -84,7 +84,7 @@ const STEPS: readonly Step[] = [
 
 /** A subject for a client, over an app built here (its own store and clock). */
 function subjectOf(id: string, fetch: (request: Request) => Response | Promise<Response>): Subject {
-  return { id, library: 'edge-session', store: 'memory', label: id, fetch, regeneratesOnLogin: true }
+  return { id, library: 'edge-session', store: 'memory', label: id, fetch }
 }
 
 /**

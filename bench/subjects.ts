@@ -40,8 +40,6 @@ export interface Subject {
   readonly label: string
   /** The app's `fetch`: every subject serves the same routes. */
   readonly fetch: (request: Request) => Response | Promise<Response>
-  /** Whether `POST /login` gives the session a new id (edge-session's regenerate, hono-sessions' rotation). */
-  readonly regeneratesOnLogin: boolean
 }
 
 export interface Subjects {
@@ -234,31 +232,22 @@ function ironSessionApp(): Hono {
  */
 export async function createSubjects(): Promise<Subjects> {
   const upstash = await startLocalUpstash()
-  const subject = (
-    id: string,
-    library: Library,
-    store: StoreKind,
-    label: string,
-    app: Hono,
-    regeneratesOnLogin: boolean,
-  ): Subject => ({ id, library, store, label, fetch: app.fetch, regeneratesOnLogin })
+  const subject = (id: string, library: Library, store: StoreKind, label: string, app: Hono): Subject => ({
+    id,
+    library,
+    store,
+    label,
+    fetch: app.fetch,
+  })
   const list = [
-    subject('baseline', 'none', 'none', 'no session (baseline)', baselineApp(), false),
-    subject(
-      'edge-memory',
-      'edge-session',
-      'memory',
-      'edge-session, memory',
-      edgeSessionApp(memoryStore()),
-      true,
-    ),
+    subject('baseline', 'none', 'none', 'no session (baseline)', baselineApp()),
+    subject('edge-memory', 'edge-session', 'memory', 'edge-session, memory', edgeSessionApp(memoryStore())),
     subject(
       'edge-cookie',
       'edge-session',
       'cookie',
       'edge-session, sealed cookie',
       edgeSessionApp(cookieStore()),
-      true,
     ),
     subject(
       'edge-upstash',
@@ -266,7 +255,6 @@ export async function createSubjects(): Promise<Subjects> {
       'upstash',
       'edge-session, Upstash (local endpoint)',
       edgeSessionApp(upstashStore({ redis: upstash.client(), prefix: 'bench:' })),
-      true,
     ),
     subject(
       'hono-session-memory',
@@ -274,23 +262,14 @@ export async function createSubjects(): Promise<Subjects> {
       'memory',
       '@hono/session, memory storage',
       honoSessionApp(new Map()),
-      false,
     ),
-    subject(
-      'hono-session-cookie',
-      '@hono/session',
-      'cookie',
-      '@hono/session, cookie',
-      honoSessionApp(),
-      false,
-    ),
+    subject('hono-session-cookie', '@hono/session', 'cookie', '@hono/session, cookie', honoSessionApp()),
     subject(
       'hono-sessions-memory',
       'hono-sessions',
       'memory',
       'hono-sessions, MemoryStore',
       honoSessionsApp('memory'),
-      true,
     ),
     subject(
       'hono-sessions-cookie',
@@ -298,9 +277,8 @@ export async function createSubjects(): Promise<Subjects> {
       'cookie',
       'hono-sessions, CookieStore',
       honoSessionsApp('cookie'),
-      false,
     ),
-    subject('iron-session', 'iron-session', 'cookie', 'iron-session', ironSessionApp(), false),
+    subject('iron-session', 'iron-session', 'cookie', 'iron-session', ironSessionApp()),
   ]
   return { list, upstash, close: () => upstash.stop() }
 }
