@@ -166,6 +166,11 @@ also runs its own middleware (\`X-Served-By\` set after the handler, same-origin
 
 ${http}
 
+## Profiling a row
+
+\`node --cpu-prof --import tsx bench/profile.ts <subject id> <read|write> [seconds]\` runs one subject's requests
+in a loop and writes a CPU profile (subject ids: ${result.paired.map((row) => `\`${row.id}\``).join(', ')}).
+
 ## Versions
 
 ${versions}.
