@@ -197,14 +197,19 @@ export class Session<Data extends object = SessionData> {
   }
 }
 
-/** A fresh, empty session state. */
-export function createState(id: string, meta: SessionMeta, origin: SessionOrigin): SessionState {
+/** A fresh, empty session state (or, with `data`, one holding it: a null-prototype object it adopts). */
+export function createState(
+  id: string,
+  meta: SessionMeta,
+  origin: SessionOrigin,
+  data: SessionData = Object.create(null),
+): SessionState {
   return {
     id,
     fresh: true,
     isNew: true,
     meta,
-    data: Object.create(null),
+    data,
     changes: new Map(),
     flash: new Set(),
     flashChanged: false,
@@ -225,10 +230,9 @@ export function loadedState(
   meta: SessionMeta,
   origin: SessionOrigin,
 ): SessionState {
-  const state = createState(id, meta, origin)
+  const state = createState(id, meta, origin, Object.assign(Object.create(null), data))
   state.fresh = false
   state.isNew = false
-  state.data = Object.assign(Object.create(null), data)
   if (meta.flash) for (const key of meta.flash) if (Object.hasOwn(data, key)) state.flash.add(key)
   return state
 }
