@@ -49,22 +49,21 @@ export interface SubjectFigures {
 const KINDS: readonly RequestKind[] = ['read', 'write']
 
 /**
- * A batch size for `client` that takes about `options.batchMs`: after the warm-up, requests are sent until that
- * long has passed, three times, and the largest count is kept (the run least disturbed by the rest of the machine).
+ * A batch size for `client` that takes about `options.batchMs`: after the warm-up, batches doubling in size until
+ * one lasts half that, then three at that size; the fastest (least disturbed by the rest of the machine) sets it.
  */
 async function calibrate(client: Client, kind: RequestKind, options: PairedOptions): Promise<number> {
   await timeBatch(client, kind, options.warmup)
-  let best = 0
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const deadline = performance.now() + options.batchMs
-    let n = 0
-    while (performance.now() < deadline && n < options.maxBatch) {
-      await timeBatch(client, kind, 1)
-      n++
-    }
-    best = Math.max(best, n)
+  let n = Math.max(1, options.minBatch)
+  let perRequest = await timeBatch(client, kind, n)
+  while (perRequest * n < options.batchMs / 2 && n < options.maxBatch) {
+    n = Math.min(options.maxBatch, n * 2)
+    perRequest = await timeBatch(client, kind, n)
   }
-  return Math.max(options.minBatch, Math.min(options.maxBatch, best))
+  for (let attempt = 0; attempt < 3; attempt++)
+    perRequest = Math.min(perRequest, await timeBatch(client, kind, n))
+  const size = Math.round(options.batchMs / Math.max(perRequest, 1e-6))
+  return Math.max(options.minBatch, Math.min(options.maxBatch, size))
 }
 
 /**
