@@ -24,7 +24,7 @@ export interface SessionEnv<Data extends object = SessionData> {
  * @example
  * ```ts
  * const app = new Hono<SessionEnv<{ count?: number }>>()
- * app.use(session({ store: memoryStore(), secrets: process.env.SESSION_SECRET }))
+ * app.use(session({ store: memoryStore(), secrets: env.SESSION_SECRET }))
  * app.get('/', (c) => {
  *   const s = c.get('session')
  *   s.set('count', (s.get('count') ?? 0) + 1)

@@ -204,6 +204,18 @@ abstract class BaseSessions<Data extends object> implements Sessions<Data> {
     return `${name}=${value}${maxAgeAttribute(Math.ceil(maxAgeMs / 1000))}${attributes}`
   }
 
+  /** After a successful write: the session is now the stored one, under these cookies and this metadata. */
+  protected settled(state: SessionState, cookies: string[], meta: SessionMeta): void {
+    state.origin.cookies = cookies
+    state.origin.rotated = false
+    state.isNew = false
+    state.previousId = null
+    state.meta = meta
+    state.changes.clear()
+    state.flashChanged = false
+    state.touchRequested = false
+  }
+
   protected clearCookie(name: string, url: string): string {
     return this.cookie(name, '', 0, url)
   }
@@ -337,14 +349,7 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
   #settle(state: SessionState, key: string, signed: string, meta: SessionMeta): void {
     state.origin.key = key
     state.origin.signed = signed
-    state.origin.rotated = false
-    state.origin.cookies = [this.options.cookie.name]
-    state.isNew = false
-    state.previousId = null
-    state.meta = meta
-    state.changes.clear()
-    state.flashChanged = false
-    state.touchRequested = false
+    this.settled(state, [this.options.cookie.name], meta)
   }
 
   /**
@@ -436,14 +441,7 @@ class CookieSessions<Data extends object> extends BaseSessions<Data> {
     // Stale chunks of a previous, longer cookie would corrupt the next read: clear them.
     for (const stale of origin.cookies)
       if (!written.has(stale)) setCookies.push(this.clearCookie(stale, origin.url))
-    origin.cookies = [...written]
-    origin.rotated = false
-    state.isNew = false
-    state.previousId = null
-    state.meta = meta
-    state.changes.clear()
-    state.flashChanged = false
-    state.touchRequested = false
+    this.settled(state, [...written], meta)
     return appendSetCookies(response, setCookies)
   }
 

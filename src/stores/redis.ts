@@ -102,7 +102,7 @@ export interface RedisStoreOptions {
  * await client.connect()
  * const sessions = createSessions({
  *   store: redisStore({ client, prefix: 'myapp:sess:', waitForReplicas: { replicas: 1, timeout: 500 } }),
- *   secrets: [process.env.SESSION_SECRET],
+ *   secrets: [secret],
  * })
  * ```
  * @see {@link https://redis.io/docs/latest/commands/wait/} for what `WAIT` does and does not promise.
