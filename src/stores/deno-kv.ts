@@ -150,6 +150,26 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
     )
   }
 
+  /** Rewrites an existing entry, checked against the version read and retried on conflict; false when missing. */
+  const rewrite = (
+    key: string,
+    ttl: number,
+    signal: AbortSignal,
+    next: (current: DenoKvSessionValue) => DenoKvSessionValue,
+  ): Promise<boolean> => {
+    const full = keyOf(key)
+    return retrying(signal, async () => {
+      const entry = await read(full)
+      if (!entry) return false
+      const result = await kv
+        .atomic()
+        .check(entry.check)
+        .set(full, next(entry.value), { expireIn: expireIn(ttl) })
+        .commit()
+      return result.ok ? true : undefined
+    })
+  }
+
   return {
     kind: 'server',
     name: 'deno-kv',
@@ -181,11 +201,8 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
     },
 
     async patch(key, patch: RecordPatch, ttl, ctx) {
-      const full = keyOf(key)
-      return retrying(ctx.signal, async () => {
-        const entry = await read(full)
-        if (!entry) return false
-        const data = JSON.parse(entry.value.data) as SessionData
+      return rewrite(key, ttl, ctx.signal, (current) => {
+        const data = JSON.parse(current.data) as SessionData
         for (const field of patch.delete) delete data[field]
         // Defined, not assigned: a key such as `__proto__` stays a plain data key.
         for (const field of Object.keys(patch.set)) {
@@ -196,30 +213,17 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
             configurable: true,
           })
         }
-        const value = toValue(data, patch.meta, ttl)
-        const result = await kv
-          .atomic()
-          .check(entry.check)
-          .set(full, value, { expireIn: expireIn(ttl) })
-          .commit()
-        return result.ok ? true : undefined
+        return toValue(data, patch.meta, ttl)
       })
     },
 
     // Deno KV has no TTL-only update: a touch rewrites the entry, data unchanged, checked like a patch.
     async touch(key, meta: SessionMeta, ttl, ctx) {
-      const full = keyOf(key)
-      return retrying(ctx.signal, async () => {
-        const entry = await read(full)
-        if (!entry) return false
-        const value: DenoKvSessionValue = { data: entry.value.data, meta, ttlEnd: Date.now() + ttl }
-        const result = await kv
-          .atomic()
-          .check(entry.check)
-          .set(full, value, { expireIn: expireIn(ttl) })
-          .commit()
-        return result.ok ? true : undefined
-      })
+      return rewrite(key, ttl, ctx.signal, (current) => ({
+        data: current.data,
+        meta,
+        ttlEnd: Date.now() + ttl,
+      }))
     },
 
     async delete(key) {
