@@ -4,17 +4,19 @@
  * runs it small.
  */
 
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { startLocalUpstash } from '../test/support/local-upstash.ts'
 import { type HttpOptions, type HttpRow, measureHttp } from './http.ts'
 import { type MicroOptions, type MicroRow, measureMicro } from './micro.ts'
-import { measurePaired, type PairedOptions, type SubjectFigures } from './paired.ts'
+import { combineProcesses, type PairedOptions, type SubjectFigures } from './paired.ts'
 import { countRoundTrips, type RoundTripRow } from './round-trips.ts'
-import { createSubjects } from './subjects.ts'
 
 export interface BenchOptions {
-  paired: Omit<PairedOptions, 'log'>
+  /** `processes`: how many processes measure every subject, one after another (each all subjects, paired). */
+  paired: Omit<PairedOptions, 'log'> & { processes: number }
   /** False skips the micro figures. */
   micro: MicroOptions | false
   /** False skips the HTTP part. */
@@ -28,7 +30,7 @@ export interface BenchOptions {
 
 /** What `npm run bench` runs. */
 export const DEFAULT_OPTIONS: BenchOptions = {
-  paired: { rounds: 51, batchMs: 10, warmup: 1000, minBatch: 5, maxBatch: 20_000 },
+  paired: { processes: 3, rounds: 51, batchMs: 10, warmup: 1000, minBatch: 5, maxBatch: 20_000 },
   micro: { rounds: 5, cryptoOps: 300, fastOps: 20_000 },
   http: { rounds: 3, seconds: 3, connections: 10 },
   roundTripRepeat: 3,
@@ -129,27 +131,57 @@ export function checkTargets(rows: readonly SubjectFigures[]): TargetCheck[] {
   return checks
 }
 
+/** Runs the paired measurement of every subject in a process of its own (bench/paired-child.ts). */
+function measureInProcess(options: BenchOptions, log: (line: string) => void): Promise<SubjectFigures[]> {
+  const { processes: _, ...paired } = options.paired
+  const argument = JSON.stringify({ paired, ...(options.only ? { only: options.only } : {}) })
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/paired-child.ts', argument], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString()
+  })
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString()
+    for (const line of chunk.toString().split('\n')) if (line.trim()) log(`  ${line}`)
+  })
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`bench/paired-child.ts exited with ${code}:\n${stderr}`))
+      try {
+        resolve(JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as SubjectFigures[])
+      } catch (error) {
+        reject(new Error(`bench/paired-child.ts printed no figures: ${String(error)}\n${stderr}`))
+      }
+    })
+  })
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? (() => {})
   const started = performance.now()
   const startedAt = new Date().toISOString()
   const loadStart = loadavg()[0] as number
-  const subjects = await createSubjects()
-  let paired: SubjectFigures[]
+  log(`per-request cost, paired with the baseline, in ${options.paired.processes} processes...`)
+  const runs: SubjectFigures[][] = []
+  for (let i = 0; i < options.paired.processes; i++) {
+    runs.push(await measureInProcess(options, log))
+    log(`process ${i + 1}/${options.paired.processes} done`)
+  }
+  const paired = combineProcesses(runs)
   let roundTrips: RoundTripRow[] | null = null
-  try {
-    log('per-request cost, paired with the baseline...')
-    const only = options.only
-    const list = only
-      ? subjects.list.filter((s) => s.id === 'baseline' || only.includes(s.id))
-      : subjects.list
-    paired = await measurePaired(list, { ...options.paired, log })
-    if (options.roundTripRepeat > 0) {
-      log('store round trips...')
-      roundTrips = await countRoundTrips(subjects.upstash, options.roundTripRepeat)
+  if (options.roundTripRepeat > 0) {
+    log('store round trips...')
+    const upstash = await startLocalUpstash()
+    try {
+      roundTrips = await countRoundTrips(upstash, options.roundTripRepeat)
+    } finally {
+      await upstash.stop()
     }
-  } finally {
-    await subjects.close()
   }
   let micro: MicroRow[] | null = null
   if (options.micro) {

@@ -33,6 +33,8 @@ export interface KindFigures {
   ratios: number[]
   /** Requests per batch. */
   batch: number
+  /** Each process's median ratio, when the figures combine several processes (see {@link combineProcesses}). */
+  processRatios?: number[]
 }
 
 export interface SubjectFigures {
@@ -163,4 +165,30 @@ export async function measurePaired(
       cookieBytes: cookieBytes.get(subject) as number,
     })),
   ]
+}
+
+/**
+ * The figures of several processes, each measured alike, as one: per subject and kind, the median of the
+ * processes' medians. A process's JIT settles on its own code layout for the whole run, which moves every ratio
+ * it measures by several per cent; medians across processes cancel that as paired rounds cancel drift.
+ */
+export function combineProcesses(runs: readonly SubjectFigures[][]): SubjectFigures[] {
+  const first = runs[0]
+  if (!first) throw new Error('no process measured anything')
+  const combine = (id: string, kind: RequestKind): KindFigures => {
+    const all = runs.map((run) => {
+      const row = run.find((r) => r.id === id)
+      if (!row) throw new Error(`a process measured no ${id}`)
+      return row[kind]
+    })
+    return {
+      us: median(all.map((k) => k.us)),
+      baselineUs: median(all.map((k) => k.baselineUs)),
+      ratio: median(all.map((k) => k.ratio)),
+      ratios: all.flatMap((k) => k.ratios),
+      batch: median(all.map((k) => k.batch)),
+      processRatios: all.map((k) => k.ratio),
+    }
+  }
+  return first.map((row) => ({ ...row, read: combine(row.id, 'read'), write: combine(row.id, 'write') }))
 }

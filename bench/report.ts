@@ -5,6 +5,12 @@ import type { BenchResult } from './harness.ts'
 const us = (value: number) => (value >= 100 ? value.toFixed(0) : value.toFixed(1))
 const ratio = (value: number) => `${value.toFixed(2)}x`
 
+/** A ratio, with the range of the processes' own medians when several processes measured it. */
+function spread(value: number, perProcess: readonly number[] | undefined): string {
+  if (!perProcess || perProcess.length < 2) return ratio(value)
+  return `${ratio(value)} (${Math.min(...perProcess).toFixed(2)}–${Math.max(...perProcess).toFixed(2)})`
+}
+
 /**
  * A Markdown table with its columns padded to one width, as the repository's formatter writes them (so the
  * generated file passes `npm run lint`). `right` lists the columns aligned to the right (numbers).
@@ -31,9 +37,9 @@ export function perRequestTable(result: BenchResult): string {
       row.label,
       row.store,
       us(row.read.us),
-      ratio(row.read.ratio),
+      spread(row.read.ratio, row.read.processRatios),
       us(row.write.us),
-      ratio(row.write.ratio),
+      spread(row.write.ratio, row.write.processRatios),
       String(row.cookieBytes),
     ]),
     [2, 3, 4, 5, 6],
@@ -126,9 +132,11 @@ whose \`Response\` (a web stream on Node 20) is most of the baseline's cost.
 
 **Ratios are medians of paired rounds**: in each of ${options.paired.rounds} rounds the baseline and the subject
 run back to back (a batch of about ${options.paired.batchMs} ms each, which goes first alternating), and the ratio
-of that pair is kept; the table gives the median of those per-round ratios, so a machine whose speed drifts
-(other processes, frequency scaling) moves both halves of a pair alike. The µs columns are medians of the
-per-round mean times and vary more than the ratios do.
+of that pair is kept; a process's figure is the median of those per-round ratios, so a machine whose speed drifts
+(other processes, frequency scaling) moves both halves of a pair alike. ${options.paired.processes} processes, one
+after another, each measure every subject this way (a process's JIT settles on one code layout for its whole life,
+which moves all its ratios by several per cent); the table gives the median of the processes' figures, and in
+brackets their range. The µs columns are medians of the per-round mean times and vary more than the ratios do.
 
 ${perRequestTable(result)}
 

@@ -1,7 +1,8 @@
 /**
  * @module `npm run bench`: runs the whole benchmark, prints the tables and targets, and writes BENCHMARKS.md.
  *
- * Options: `--rounds N` (paired rounds), `--quick` (few rounds, short HTTP runs: a check, not figures to keep),
+ * Options: `--rounds N` (paired rounds per process), `--processes N` (processes that each measure every subject),
+ * `--quick` (few rounds, short HTTP runs: a check, not figures to keep),
  * `--only id,id` (subjects to pair with the baseline), `--no-http`, `--no-micro`, `--no-round-trips`,
  * `--out FILE` (default BENCHMARKS.md), `--no-write`. Only a run with the default options writes
  * BENCHMARKS.md; any other writes only the file `--out` names.
@@ -17,6 +18,7 @@ const { values } = parseArgs({
   options: {
     rounds: { type: 'string' },
     only: { type: 'string' },
+    processes: { type: 'string' },
     quick: { type: 'boolean', default: false },
     'no-http': { type: 'boolean', default: false },
     'no-micro': { type: 'boolean', default: false },
@@ -29,6 +31,7 @@ const { values } = parseArgs({
 const options: BenchOptions = structuredClone(DEFAULT_OPTIONS)
 if (values.quick) {
   options.paired.rounds = 5
+  options.paired.processes = 1
   if (options.micro) options.micro.rounds = 2
   if (options.http) options.http = { ...options.http, rounds: 1, seconds: 1 }
 }
@@ -36,6 +39,11 @@ if (values.rounds !== undefined) {
   const rounds = Number(values.rounds)
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer')
   options.paired.rounds = rounds
+}
+if (values.processes !== undefined) {
+  const processes = Number(values.processes)
+  if (!Number.isInteger(processes) || processes < 1) throw new Error('--processes must be a positive integer')
+  options.paired.processes = processes
 }
 if (values['no-http']) options.http = false
 if (values['no-micro']) options.micro = false
@@ -47,6 +55,7 @@ const partial =
   values.quick ||
   values.only !== undefined ||
   values.rounds !== undefined ||
+  values.processes !== undefined ||
   values['no-http'] ||
   values['no-micro'] ||
   values['no-round-trips']

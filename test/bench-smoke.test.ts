@@ -21,7 +21,7 @@ const SUBJECTS = [
 describe('npm run bench, one tiny round', () => {
   it('measures every subject, counts round trips, and writes every table', { timeout: 180_000 }, async () => {
     const result = await runBench({
-      paired: { rounds: 1, batchMs: 1, warmup: 3, minBatch: 2, maxBatch: 4 },
+      paired: { processes: 2, rounds: 1, batchMs: 1, warmup: 3, minBatch: 2, maxBatch: 4 },
       micro: { rounds: 1, cryptoOps: 2, fastOps: 10 },
       http: { rounds: 1, seconds: 0.3, connections: 2 },
       roundTripRepeat: 2,
@@ -32,6 +32,8 @@ describe('npm run bench, one tiny round', () => {
       for (const kind of ['read', 'write'] as const) {
         expect(row[kind].us, `${row.id} ${kind}`).toBeGreaterThan(0)
         expect(Number.isFinite(row[kind].ratio), `${row.id} ${kind}`).toBe(true)
+        // Two processes measured it, and their medians were combined.
+        expect(row[kind].processRatios, `${row.id} ${kind}`).toHaveLength(2)
       }
       // Every session subject sets a cookie after logging in and counting; the baseline none.
       if (row.id === 'baseline') expect(row.cookieBytes).toBe(0)
