@@ -30,7 +30,7 @@ export interface BenchOptions {
 
 /** What `npm run bench` runs. */
 export const DEFAULT_OPTIONS: BenchOptions = {
-  paired: { processes: 3, rounds: 51, batchMs: 10, warmup: 1000, minBatch: 5, maxBatch: 20_000 },
+  paired: { processes: 5, rounds: 41, batchMs: 10, warmup: 1000, minBatch: 5, maxBatch: 20_000 },
   micro: { rounds: 5, cryptoOps: 300, fastOps: 20_000 },
   http: { rounds: 3, seconds: 3, connections: 10 },
   roundTripRepeat: 3,
