@@ -204,11 +204,15 @@ export class IdSigner {
     return this.#keys
   }
 
-  /** Signs `id` and remembers the result as verified, so the next request carrying it costs no crypto. */
-  async sign(id: string, key: string): Promise<string> {
+  /**
+   * Signs `id` and remembers the result as verified, so the next request carrying it costs no crypto. `key` (the
+   * id's storage key, only remembered) may still be computing: the signature does not wait for it.
+   */
+  async sign(id: string, key: string | Promise<string>): Promise<string> {
     const [first] = await this.#importKeys()
-    const value = `${id}.${await hmacSign(first as CryptoKey, id)}`
-    this.#verified.set(value, { id, key, rotated: false })
+    const [signature, storageKey] = await Promise.all([hmacSign(first as CryptoKey, id), key])
+    const value = `${id}.${signature}`
+    this.#verified.set(value, { id, key: storageKey, rotated: false })
     return value
   }
 

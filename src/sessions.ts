@@ -338,7 +338,8 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
 
   /** The storage key and the signed cookie value of a new id: two independent Web Crypto calls, run together. */
   #keyAndCookie(id: string): Promise<[string, string]> {
-    return hashKey(id).then((key) => Promise.all([key, this.#signer.sign(id, key)]))
+    const key = hashKey(id)
+    return Promise.all([key, this.#signer.sign(id, key)])
   }
 
   #ttl(meta: SessionMeta, now: number): number {
