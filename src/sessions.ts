@@ -16,18 +16,18 @@ import {
 import { CookieValueCache, createSessionId, hashKey, IdSigner } from './crypto.ts'
 import { isSessionError, SessionError } from './errors.ts'
 import { createState, loadedState, Session, type SessionOrigin, type SessionState, STATE } from './session.ts'
-import {
-  type CookieStore,
-  GET_NOW,
-  type RecordPatch,
-  type SealedSession,
-  type Sealer,
-  type ServerStore,
-  type SessionData,
-  type SessionMeta,
-  type SessionRecord,
-  type SessionStore,
-  type StoreContext,
+import type {
+  CookieStore,
+  RecordPatch,
+  SealedSession,
+  Sealer,
+  ServerStore,
+  SessionData,
+  SessionMeta,
+  SessionRecord,
+  SessionStore,
+  SessionTimes,
+  StoreContext,
 } from './store.ts'
 
 /** Options of the session cookie. */
@@ -253,10 +253,8 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
       // A signed id: the store decides whether it is still a session. A client never chooses its id, so a
       // missing or expired record gives a fresh session with a new id.
       const store = this.#store
-      const getNow = (store.get as { [GET_NOW]?: (key: string) => SessionRecord | null })[GET_NOW]
-      const record = getNow
-        ? readNow(store, getNow, verified.key)
-        : await this.#call(env, 'read', (ctx) => store.get(verified.key, ctx))
+      const pending = this.#call(env, 'read', (ctx) => store.get(verified.key, ctx))
+      const record = pending instanceof Promise ? await pending : pending
       const now = this.now()
       if (!record || !this.isLive(record.meta, now)) break
       origin.key = verified.key
@@ -308,7 +306,7 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
         const ok = await this.#call(origin.env, 'write', (ctx) =>
           changed || !store.touch
             ? store.patch(key, patchOf(state, meta), ttl, ctx)
-            : store.touch(key, meta, ttl, ctx),
+            : store.touch(key, timesOf(meta), ttl, ctx),
         )
         if (!ok) return this.#ended(session, response)
         const value = origin.signed ?? (await this.#signer.sign(state.id, key))
@@ -333,7 +331,7 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
     if (!store.count)
       throw new SessionError('ERR_UNSUPPORTED', `The ${store.name} store cannot count sessions`)
     const count = store.count.bind(store)
-    return this.#call(env, 'count', (ctx) => count(ctx))
+    return await this.#call(env, 'count', (ctx) => count(ctx))
   }
 
   /** The storage key and the signed cookie value of a new id: two independent Web Crypto calls, run together. */
@@ -368,7 +366,7 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
   }
 
   /** A store call with the timeout applied and every failure turned into `ERR_STORE`. */
-  #call<T>(env: unknown, operation: string, run: (ctx: StoreContext) => Promise<T>): Promise<T> {
+  #call<T>(env: unknown, operation: string, run: (ctx: StoreContext) => T | Promise<T>): T | Promise<T> {
     return callStore(this.#store, this.options.storeTimeout, env, operation, run)
   }
 }
@@ -478,39 +476,36 @@ class CallContext implements StoreContext {
  * Runs a store call under `timeoutMs`, aborting its signal when time runs out. Every failure becomes
  * `SessionError('ERR_STORE')` with the original error as `cause`; a store's own `SessionError` passes through.
  *
- * A `local` store's call is handed back as it is (failures converted), with nothing to wait on in between. Any
- * other call that has already settled one microtask later needs no timeout, so the timer is set only for a call
- * still pending. The signal is made only when the store reads it: creating an AbortSignal costs more than a
- * whole request to the memory store on Node 20.
+ * A plain answer (a store that has it at once, such as memory) is handed back as it is: no timer, no await.
+ * Only a pending promise is raced against the timeout. The signal is made only when the store reads it:
+ * creating an AbortSignal costs more than a whole request to the memory store on Node 20.
  */
 export function callStore<T>(
   store: ServerStore,
   timeoutMs: number,
   env: unknown,
   operation: string,
-  run: (ctx: StoreContext) => Promise<T>,
-): Promise<T> {
+  run: (ctx: StoreContext) => T | Promise<T>,
+): T | Promise<T> {
   const ctx = new CallContext(env)
-  if (store.local !== true) return callWithTimeout(store, timeoutMs, ctx, operation, run)
+  let answer: T | Promise<T>
   try {
-    return run(ctx).catch((error: unknown) => {
-      throw storeError(store, operation, error)
-    })
+    answer = run(ctx)
   } catch (error) {
     return Promise.reject(storeError(store, operation, error))
   }
+  return answer instanceof Promise ? withTimeout(store, timeoutMs, ctx, operation, answer) : answer
 }
 
-async function callWithTimeout<T>(
+async function withTimeout<T>(
   store: ServerStore,
   timeoutMs: number,
   ctx: CallContext,
   operation: string,
-  run: (ctx: StoreContext) => Promise<T>,
+  pending: Promise<T>,
 ): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined
   try {
-    const pending = run(ctx)
     // Also keeps a late failure, after the timeout won, from surfacing as an unhandled rejection.
     let outcome = 'pending' as 'pending' | 'fulfilled' | 'rejected'
     let result: unknown
@@ -524,7 +519,8 @@ async function callWithTimeout<T>(
         result = error
       },
     )
-    // A settled promise's reaction was queued before this await's continuation, so it has run by now.
+    // A settled promise's reaction was queued before this await's continuation, so it has run by now: a call
+    // that settled at once (an async function that never waited) needs no timer.
     await undefined
     if (outcome === 'fulfilled') return result as T
     if (outcome === 'rejected') throw result
@@ -546,19 +542,6 @@ async function callWithTimeout<T>(
   }
 }
 
-/** A store's read answered at once (see {@link GET_NOW}), failures turned into `ERR_STORE` as callStore does. */
-function readNow(
-  store: ServerStore,
-  getNow: (key: string) => SessionRecord | null,
-  key: string,
-): SessionRecord | null {
-  try {
-    return getNow(key)
-  } catch (error) {
-    throw storeError(store, 'read', error)
-  }
-}
-
 /** `error` as `SessionError('ERR_STORE')`, the original as its cause; a store's own `SessionError` as it is. */
 function storeError(store: ServerStore, operation: string, error: unknown): SessionError {
   if (isSessionError(error)) return error
@@ -568,13 +551,20 @@ function storeError(store: ServerStore, operation: string, error: unknown): Sess
   })
 }
 
+/** The changed keys, and which of the set ones are flash values: a change set, never a whole list. */
 function patchOf(state: SessionState, meta: SessionMeta): RecordPatch {
-  const patch: RecordPatch = { set: {}, delete: [], meta }
+  const patch: RecordPatch = { set: Object.create(null), delete: [], flash: [], meta: timesOf(meta) }
   for (const [key, isSet] of state.changes) {
-    if (isSet) patch.set[key] = state.data[key]
-    else patch.delete.push(key)
+    if (isSet) {
+      patch.set[key] = state.data[key]
+      if (state.flash.has(key)) patch.flash.push(key)
+    } else patch.delete.push(key)
   }
   return patch
+}
+
+function timesOf(meta: SessionMeta): SessionTimes {
+  return { createdAt: meta.createdAt, lastSeenAt: meta.lastSeenAt, expiresAt: meta.expiresAt }
 }
 
 function cookieNames(cookies: ReadonlyArray<readonly [string, string]>): string[] {

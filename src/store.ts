@@ -9,16 +9,20 @@
 export type SessionData = Record<string, unknown>
 
 /**
- * The deadlines a record carries. Times are milliseconds on the sessions' clock (the injected `now`).
+ * The times a record carries. Times are milliseconds on the sessions' clock (the injected `now`).
  * A store copies them but never compares them with its own clock: expiry is judged by the sessions layer.
  */
-export interface SessionMeta {
-  /** When the session (this id) was created. */
+export interface SessionTimes {
+  /** When the session's absolute lifetime started. */
   createdAt: number
   /** The last activity written to the store (writes and touches; reads in between are not written). */
   lastSeenAt: number
   /** The nearer of the idle and absolute deadlines, as of `lastSeenAt`. */
   expiresAt: number
+}
+
+/** A record's metadata: its times, and which data keys hold flash values. */
+export interface SessionMeta extends SessionTimes {
   /** Data keys set with `flash()`: removed by their next read. Absent when empty. */
   flash?: string[]
 }
@@ -28,14 +32,20 @@ export interface SessionRecord {
   meta: SessionMeta
 }
 
-/** A change to an existing record: only the keys that changed, so concurrent writers of other keys keep theirs. */
+/**
+ * A change to an existing record: only the keys that changed, so concurrent writers of other keys keep theirs.
+ * Flash markers travel the same way: a changed key is a flash after the patch exactly when it is listed in
+ * `flash`; the markers of keys the patch does not name are left as the store holds them.
+ */
 export interface RecordPatch {
-  /** Data keys to set (values are JSON-safe copies). */
+  /** Data keys to set (values are JSON-safe copies). A null-prototype object: `__proto__` is a plain key. */
   set: SessionData
   /** Data keys to remove. */
   delete: string[]
-  /** The record's new metadata, whole. */
-  meta: SessionMeta
+  /** Keys of `set` that are flash values. Every other key named in `set` or `delete` loses its marker. */
+  flash: string[]
+  /** The record's new times, whole. */
+  meta: SessionTimes
 }
 
 /** What every store call receives. */
@@ -56,23 +66,22 @@ export interface StoreTimingOptions {
   touchInterval: number
 }
 
+/** A store method's answer: the value itself when the store has it at once (memory), or a promise of it. */
+export type Awaitable<T> = T | Promise<T>
+
 /**
  * A store that keeps records under a key. Keys arrive already hashed (`base64url(SHA-256(id))`); the store adds
  * its own prefix. TTLs are relative milliseconds, always positive.
+ *
+ * Every method may answer with its value or a promise of it. A plain value is taken at once, with no timer; only
+ * a pending promise is raced against `storeTimeout`. A method may also throw: the sessions layer turns any failure
+ * into `SessionError('ERR_STORE')`.
  */
 export interface ServerStore {
-  readonly kind: 'server'
+  /** Optional: any store that is not a cookie store is a server store. */
+  readonly kind?: 'server'
   /** For messages and benchmarks: `'memory'`, `'upstash'`... */
   readonly name: string
-  /**
-   * The store answers from this process's memory (`memoryStore()`): its calls settle at once and never need
-   * aborting, so the sessions layer makes them with no timer, no signal and no check of whether they settled.
-   * Optional; leave it out for any store that waits on I/O. Set it as a non-enumerable property, as
-   * `memoryStore()` does, so that a store made by spreading one and replacing methods (a wrapper that may
-   * wait) is not taken for local. A wrapper that keeps the property (a Proxy, a method replaced in place) and
-   * may make calls wait must answer `local: false`, or a call that never settles would hang its request.
-   */
-  readonly local?: boolean
   /** Smallest TTL (ms) the store can keep; shorter TTLs are raised to it (Cloudflare KV: 60 000). */
   readonly minTtl?: number
   /** Least time (ms) between two touches of one record (Cloudflare KV allows one write per second per key). */
@@ -80,27 +89,33 @@ export interface ServerStore {
   /** Throws `SessionError('ERR_CONFIG')` when the sessions' options cannot be honoured by this store. */
   validate?(options: StoreTimingOptions): void
   /** The record, or null when missing. One round trip. */
-  get(key: string, ctx: StoreContext): Promise<SessionRecord | null>
+  get(key: string, ctx: StoreContext): Awaitable<SessionRecord | null>
   /**
    * Writes a whole record, replacing any under `key`. With `replaces` (regenerate), the old key is deleted in
    * the same round trip, and nothing is written unless the old record still exists (a concurrent `destroy`
    * must not be undone): resolves false then. Without `replaces`, resolves true. A retry of a write that landed
    * (the old record gone, `key` already there: a fresh id only this write creates) resolves true again.
    */
-  set(key: string, record: SessionRecord, ttl: number, ctx: StoreContext, replaces?: string): Promise<boolean>
+  set(
+    key: string,
+    record: SessionRecord,
+    ttl: number,
+    ctx: StoreContext,
+    replaces?: string,
+  ): Awaitable<boolean>
   /**
    * Applies a patch to an existing record and sets its TTL. Never recreates a missing (destroyed or expired)
    * record: resolves false and writes nothing then.
    */
-  patch(key: string, patch: RecordPatch, ttl: number, ctx: StoreContext): Promise<boolean>
+  patch(key: string, patch: RecordPatch, ttl: number, ctx: StoreContext): Awaitable<boolean>
   /**
-   * Extends the TTL and writes the new metadata, leaving the data alone (Redis: `PEXPIRE`). Resolves false when
-   * the record is missing. Optional: without it the sessions layer touches with an empty `patch`.
+   * Extends the TTL and writes the new times, leaving the data and flash markers alone (Redis: `PEXPIRE`).
+   * Resolves false when the record is missing. Optional: without it the sessions layer touches with an empty `patch`.
    */
-  touch?(key: string, meta: SessionMeta, ttl: number, ctx: StoreContext): Promise<boolean>
-  delete(key: string, ctx: StoreContext): Promise<void>
+  touch?(key: string, meta: SessionTimes, ttl: number, ctx: StoreContext): Awaitable<boolean>
+  delete(key: string, ctx: StoreContext): Awaitable<void>
   /** Live sessions. Optional: `sessions.count()` rejects with `ERR_UNSUPPORTED` without it. */
-  count?(ctx: StoreContext): Promise<number>
+  count?(ctx: StoreContext): Awaitable<number>
 }
 
 /** What a cookie store seals: the whole session. */
@@ -130,11 +145,3 @@ export interface CookieStore {
 }
 
 export type SessionStore = ServerStore | CookieStore
-
-/**
- * Not part of the public contract. A store's `get` may carry, under this key, the same read answering at once
- * (no promise): the sessions layer then calls that instead, and a request whose cookie was verified before
- * awaits nothing until its handler runs. It belongs to the function, so a wrapper that replaces `get` (a Proxy,
- * a spread, an assignment) does not keep it, and its own `get` is what gets called.
- */
-export const GET_NOW: unique symbol = Symbol('edge-session.getNow')

@@ -1,12 +1,10 @@
-/** @module callStore(): settled and local store calls run with no timer and no AbortSignal made. */
+/** @module callStore(): plain answers and settled calls run with no timer and no AbortSignal made. */
 import { createSessions, type ServerStore, type Sessions, type StoreContext } from 'edge-session'
 import { memoryStore } from 'edge-session/stores/memory'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { callStore } from '../src/sessions.ts'
-import { GET_NOW, type SessionRecord } from '../src/store.ts'
 
-// Spread: the same methods, but not `local` (the property does not spread), like any store that may wait.
-const store: ServerStore = { ...memoryStore() }
+const store: ServerStore = memoryStore()
 
 afterEach(() => {
   vi.useRealTimers()
@@ -64,20 +62,20 @@ describe('callStore', () => {
     expect(vi.getTimerCount()).toBe(0)
   })
 
-  it("makes a local store's calls directly, failures still ERR_STORE", async () => {
+  it('takes a plain answer at once, with no timer and no signal; a throw is still ERR_STORE', async () => {
     const local = memoryStore()
-    expect(local.local).toBe(true)
-    // A store spread from it, with methods that may wait, is not local (the property does not spread).
-    expect({ ...local }.local).toBeUndefined()
     vi.useFakeTimers()
     const signalGetter = vi.spyOn(AbortController.prototype, 'signal', 'get')
-    expect(await callStore(local, 5000, undefined, 'count', (ctx) => local.count(ctx))).toBe(0)
+    const answer = callStore(local, 5000, undefined, 'count', () => local.count())
+    expect(answer).toBe(0)
     expect(vi.getTimerCount()).toBe(0)
     expect(signalGetter).not.toHaveBeenCalled()
     signalGetter.mockRestore()
-    const error = await callStore(local, 5000, undefined, 'read', async () => {
-      throw new TypeError('broken')
-    }).catch((e: unknown) => e)
+    const error = await Promise.resolve(
+      callStore(local, 5000, undefined, 'read', () => {
+        throw new TypeError('broken')
+      }),
+    ).catch((e: unknown) => e)
     expect(error).toMatchObject({
       code: 'ERR_STORE',
       message: expect.stringMatching(/memory session store failed to read: broken/),
@@ -85,7 +83,7 @@ describe('callStore', () => {
   })
 })
 
-describe('a get that answers at once (GET_NOW)', () => {
+describe('a store whose get answers at once', () => {
   const SECRET = 'a-secret-of-at-least-32-characters-0123'
   const request = (cookie?: string) =>
     new Request('https://app.example/', cookie ? { headers: { cookie } } : undefined)
@@ -98,29 +96,13 @@ describe('a get that answers at once (GET_NOW)', () => {
     return (response.headers.getSetCookie()[0] ?? '').split(';')[0] as string
   }
 
-  it("is carried by the memory store's get, answering as get does", async () => {
-    const store = memoryStore()
-    await store.set(
-      'k',
-      { data: { a: 1 }, meta: { createdAt: 1, lastSeenAt: 1, expiresAt: 2 } },
-      60_000,
-      ctx(),
-    )
-    const getNow = (store.get as { [GET_NOW]?: (key: string) => SessionRecord | null })[GET_NOW]
-    expect(getNow?.('k')).toEqual(await store.get('k', ctx()))
-    expect(getNow?.('missing')).toBeNull()
-  })
-
   it('is what load reads through, its failure an ERR_STORE', async () => {
     const base = memoryStore()
     let broken = false
-    const get = (key: string, c: StoreContext) => base.get(key, c)
-    Object.defineProperty(get, GET_NOW, {
-      value: (key: string) => {
-        if (broken) throw new Error('memory gone')
-        return (base.get as { [GET_NOW]?: (key: string) => SessionRecord | null })[GET_NOW]?.(key) ?? null
-      },
-    })
+    const get = (key: string, c: StoreContext) => {
+      if (broken) throw new Error('memory gone')
+      return base.get(key, c)
+    }
     const sessions = createSessions<{ n?: number }>({ store: { ...base, get }, secrets: SECRET })
     const cookie = await sessionCookie(sessions)
     expect((await sessions.load(request(cookie))).get('n')).toBe(1)
@@ -131,7 +113,7 @@ describe('a get that answers at once (GET_NOW)', () => {
     })
   })
 
-  it('is dropped by a wrapper that replaces get: its own get, and its timeout, apply', async () => {
+  it('a wrapper whose get waits gets the timeout, with no flag to set', async () => {
     const hanging: ServerStore = { ...memoryStore(), get: () => new Promise(() => {}) }
     const sessions = createSessions<{ n?: number }>({ store: hanging, secrets: SECRET, storeTimeout: 50 })
     const cookie = await sessionCookie(sessions)

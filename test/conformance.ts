@@ -9,7 +9,7 @@
 
 import { createSessions, SessionError, type SessionStore, type SessionsOptions } from 'edge-session'
 import { describe, expect, it } from 'vitest'
-import { countingStore } from './support/counting-store.ts'
+import { type CountingStore, countingStore, type StoreCall } from './support/counting-store.ts'
 import { CookieJar, manualClock } from './support/jar.ts'
 
 export interface ConformanceOptions {
@@ -88,7 +88,7 @@ export function describeStoreConformance(options: ConformanceOptions): void {
       now: clock.now,
       ...extra,
     })
-    const calls = store.kind === 'server' ? store.calls : []
+    const calls: StoreCall[] = store.kind === 'cookie' ? [] : (store as CountingStore).calls
     /** One request: load, let `handle` work on the session, commit, update the jar. */
     async function visit<T>(jar: CookieJar, handle: (s: Awaited<ReturnType<typeof sessions.load>>) => T) {
       const session = await sessions.load(jar.request(), env())
@@ -189,6 +189,30 @@ export function describeStoreConformance(options: ConformanceOptions): void {
       })
     }
 
+    it('keeps a flash set by one request when another, loaded before it, changes another key or touches', async () => {
+      const { sessions, clock } = await setup()
+      const jar = new CookieJar()
+      const s0 = await sessions.load(jar.request(), env())
+      s0.set('user', 'ada')
+      jar.update(await sessions.commit(s0, new Response()))
+      clock.advance((TOUCH + 1) * 1000)
+      // Both load before either commits: the writer and the toucher hold a view without the flash.
+      const flasher = await sessions.load(jar.request(), env())
+      const writer = await sessions.load(jar.request(), env())
+      const toucher = await sessions.load(jar.request(), env())
+      flasher.flash('notice', 'Saved!')
+      await sessions.commit(flasher, new Response())
+      writer.set('a', 1)
+      await sessions.commit(writer, new Response())
+      await sessions.commit(toucher, new Response())
+      const reader = await sessions.load(jar.request(), env())
+      expect(reader.get('notice')).toBe('Saved!')
+      await sessions.commit(reader, new Response())
+      const after = await sessions.load(jar.request(), env())
+      expect(after.has('notice')).toBe(false)
+      expect(after.all()).toEqual({ user: 'ada', a: 1 })
+    })
+
     it('lets the last committed write to one key win', async () => {
       const { sessions } = await setup()
       const jar = new CookieJar()
@@ -242,6 +266,37 @@ export function describeStoreConformance(options: ConformanceOptions): void {
       for (const key of keys) expect(session.get(key)).toBe(`value of ${key}`)
       expect(Object.getPrototypeOf(session.all())).toBe(Object.prototype)
       expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+    })
+
+    it('round-trips every string key on the patch path, and all() holds exactly the keys set', async () => {
+      const { visit } = await setup()
+      const jar = new CookieJar()
+      await visit(jar, (s) => s.set('user', 'ada'))
+      const keys = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'a.b', 'd:x', '']
+      // The patch path: the record exists, only these keys change. Objects as values, so a store that merges
+      // `__proto__` into its record as a prototype (or spreads its fields) is caught.
+      await visit(jar, (s) => {
+        for (const key of keys) s.set(key, { of: key, user: 'mallory' })
+      })
+      const { session } = await visit(jar, () => undefined)
+      const expected: Record<string, unknown> = Object.create(null)
+      expected.user = 'ada'
+      for (const key of keys) expected[key] = { of: key, user: 'mallory' }
+      const all = session.all()
+      expect(Object.keys(all).sort()).toEqual(Object.keys(expected).sort())
+      for (const key of Object.keys(expected)) {
+        expect(Object.hasOwn(all, key)).toBe(true)
+        expect((all as Record<string, unknown>)[key]).toEqual(expected[key])
+        expect(session.get(key)).toEqual(expected[key])
+      }
+      expect(Object.getPrototypeOf(all)).toBe(Object.prototype)
+      // Deleting them on the patch path leaves exactly the rest.
+      await visit(jar, (s) => {
+        for (const key of keys) s.delete(key)
+      })
+      const after = await visit(jar, (s) => s.all())
+      expect(after.result).toEqual({ user: 'ada' })
+      expect(Object.keys(after.result)).toEqual(['user'])
     })
 
     it('makes no store call and sets no cookie when there is no cookie and nothing is set', async () => {

@@ -1,14 +1,7 @@
 /** @module memoryStore(): sessions in this process's memory, for one instance, development and tests. */
 
-import { SessionError } from '../errors.ts'
-import {
-  GET_NOW,
-  type RecordPatch,
-  type ServerStore,
-  type SessionMeta,
-  type SessionRecord,
-  type StoreContext,
-} from '../store.ts'
+import type { RecordPatch, ServerStore, SessionRecord, SessionTimes } from '../store.ts'
+import { applyPatch, storeConfigError } from './shared.ts'
 
 export interface MemoryStoreOptions {
   /**
@@ -22,7 +15,7 @@ export interface MemoryStoreOptions {
 export interface MemoryStore extends ServerStore {
   /** Records held now, expired ones not yet swept included. */
   readonly size: number
-  count(ctx?: StoreContext): Promise<number>
+  count(): number
 }
 
 interface Entry {
@@ -37,7 +30,7 @@ interface Entry {
  *
  * Expired records are removed as they are met and swept on every write, with no timer, so an idle process is not
  * kept alive. Patches apply to the live record: concurrent requests that change different keys both persist.
- * Calls settle at once, so the store is `local`: the sessions layer makes them with no timeout.
+ * Every call answers at once (no promise): the sessions layer takes the answer with no timer and no await.
  *
  * @param options `maxSessions`, the bound on records kept.
  * @example
@@ -49,7 +42,10 @@ interface Entry {
 export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const maxSessions = options.maxSessions ?? 10_000
   if (!Number.isInteger(maxSessions) || maxSessions < 1) {
-    throw new SessionError('ERR_CONFIG', `maxSessions must be a positive integer, got ${String(maxSessions)}`)
+    throw storeConfigError(
+      'memoryStore',
+      `maxSessions must be a positive integer, got ${String(maxSessions)}`,
+    )
   }
   const entries = new Map<string, Entry>()
   const deadlines = new DeadlineHeap()
@@ -94,58 +90,53 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     if (deadlines.size > 2 * entries.size + 1024) deadlines.rebuild(entries)
   }
 
-  const read = (key: string): SessionRecord | null => {
-    const entry = live(key, Date.now())
-    return entry ? { data: { ...entry.record.data }, meta: entry.record.meta } : null
-  }
-  const get = async (key: string): Promise<SessionRecord | null> => read(key)
-  Object.defineProperty(get, GET_NOW, { value: read })
-
   const store: MemoryStore = {
     kind: 'server',
     name: 'memory',
     get size() {
       return entries.size
     },
-    get,
-    async set(key, record, ttl, _ctx, replaces) {
+    get(key) {
+      const entry = live(key, Date.now())
+      // A copy of the data: the caller must not change the stored record through what it got.
+      return entry
+        ? { data: Object.assign(Object.create(null), entry.record.data), meta: entry.record.meta }
+        : null
+    },
+    set(key, record, ttl, _ctx, replaces) {
       const now = Date.now()
       if (replaces !== undefined) {
         if (!live(replaces, now)) return false
         entries.delete(replaces)
       }
-      put(key, { data: { ...record.data }, meta: record.meta }, ttl, now)
+      put(key, { data: Object.assign(Object.create(null), record.data), meta: record.meta }, ttl, now)
       sweep(now)
       return true
     },
-    async patch(key, patch: RecordPatch, ttl) {
+    patch(key, patch: RecordPatch, ttl) {
       const now = Date.now()
       const entry = live(key, now)
       if (!entry) return false
-      const data = { ...entry.record.data }
-      for (const field of patch.delete) delete data[field]
-      for (const field in patch.set) data[field] = patch.set[field]
-      put(key, { data, meta: patch.meta }, ttl, now)
+      put(key, applyPatch(entry.record, patch), ttl, now)
       sweep(now)
       return true
     },
-    async touch(key, meta: SessionMeta, ttl) {
+    touch(key, times: SessionTimes, ttl) {
       const now = Date.now()
       const entry = live(key, now)
       if (!entry) return false
-      put(key, { data: entry.record.data, meta }, ttl, now)
+      const flash = entry.record.meta.flash
+      put(key, { data: entry.record.data, meta: flash ? { ...times, flash } : times }, ttl, now)
       return true
     },
-    async delete(key) {
+    delete(key) {
       entries.delete(key)
     },
-    async count() {
+    count() {
       sweep(Date.now())
       return entries.size
     },
   }
-  // Not enumerable: a store spread from this one with other methods may wait, and is not local.
-  Object.defineProperty(store, 'local', { value: true })
   return store
 }
 

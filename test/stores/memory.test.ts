@@ -27,7 +27,7 @@ describe('memoryStore', () => {
       await sessions.commit(s, new Response())
       expect(store.size).toBeLessThanOrEqual(100)
     }
-    expect(await store.count(ctx)).toBe(100)
+    expect(await store.count()).toBe(100)
     // New sessions expire in 30 minutes: the hour-long record outlives every one of them.
     expect(await store.get('long-lived', ctx)).toEqual({ data: { keep: true }, meta: meta() })
   })
@@ -35,10 +35,16 @@ describe('memoryStore', () => {
   it('applies patches to the live record', async () => {
     const store = memoryStore()
     await store.set('k', { data: { a: 1, b: 2 }, meta: meta() }, 60_000, ctx)
-    expect(await store.patch('k', { set: { c: 3 }, delete: ['a'], meta: meta(5) }, 60_000, ctx)).toBe(true)
-    expect(await store.patch('k', { set: { d: 4 }, delete: [], meta: meta(6) }, 60_000, ctx)).toBe(true)
+    expect(
+      await store.patch('k', { set: { c: 3 }, delete: ['a'], flash: [], meta: meta(5) }, 60_000, ctx),
+    ).toBe(true)
+    expect(await store.patch('k', { set: { d: 4 }, delete: [], flash: [], meta: meta(6) }, 60_000, ctx)).toBe(
+      true,
+    )
     expect(await store.get('k', ctx)).toEqual({ data: { b: 2, c: 3, d: 4 }, meta: meta(6) })
-    expect(await store.patch('missing', { set: { a: 1 }, delete: [], meta: meta() }, 60_000, ctx)).toBe(false)
+    expect(
+      await store.patch('missing', { set: { a: 1 }, delete: [], flash: [], meta: meta() }, 60_000, ctx),
+    ).toBe(false)
     expect(await store.get('missing', ctx)).toBeNull()
   })
 

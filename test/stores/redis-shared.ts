@@ -41,6 +41,7 @@ export const patch = (
 ): RecordPatch => ({
   set,
   delete: del,
+  flash: [],
   meta: meta(over),
 })
 
@@ -89,7 +90,7 @@ export async function expectAbortedCallsRefused(store: ServerStore): Promise<voi
   await expect(store.set(newKey(), record({}), HOUR, aborted)).rejects.toThrow('timed out')
 }
 
-type Steps = Record<string, () => Promise<unknown>>
+type Steps = Record<string, () => unknown>
 
 /** One call of each kind on a fresh record, in an order where each finds what it needs; for `measureEach`. */
 export function oneCallOfEach(store: ServerStore): Steps {

@@ -10,9 +10,11 @@ export interface StoreCall {
 }
 
 /** The same store, recording its calls in `calls` (clear it between steps with `calls.length = 0`). */
-export function countingStore(store: ServerStore): ServerStore & { calls: StoreCall[] } {
+export type CountingStore = ServerStore & { calls: StoreCall[] }
+
+export function countingStore(store: ServerStore): CountingStore {
   const calls: StoreCall[] = []
-  const wrapped: ServerStore & { calls: StoreCall[] } = {
+  const wrapped: CountingStore = {
     kind: 'server',
     name: store.name,
     calls,

@@ -89,12 +89,17 @@ describe('cloudflareKvStore inside workerd', () => {
     const store = cloudflareKvStore({ namespace: kv, prefix })
     await store.set('k', record({ a: 1, b: 1, gone: true }), 60_000, ctx())
     // Another request changes `b` between this request's load and its commit.
-    await store.patch('k', { set: { b: 2 }, delete: [], meta: record({}).meta }, 60_000, ctx())
+    await store.patch('k', { set: { b: 2 }, delete: [], flash: [], meta: record({}).meta }, 60_000, ctx())
 
     const meta = { createdAt: 1_000, lastSeenAt: 5_000, expiresAt: 9_000_000 }
     const before = nowSeconds()
     await expect(
-      store.patch('k', { set: { a: 2, c: [1, { d: null }] }, delete: ['gone'], meta }, 300_000, ctx()),
+      store.patch(
+        'k',
+        { set: { a: 2, c: [1, { d: null }] }, delete: ['gone'], flash: [], meta },
+        300_000,
+        ctx(),
+      ),
     ).resolves.toBe(true)
 
     await expect(store.get('k', ctx())).resolves.toEqual({ data: { a: 2, b: 2, c: [1, { d: null }] }, meta })
@@ -130,8 +135,8 @@ describe('cloudflareKvStore inside workerd', () => {
 
     const meta = record({}).meta
     await Promise.all([
-      isolateA.patch('k', { set: { a: 1 }, delete: [], meta }, 60_000, ctx()),
-      isolateB.patch('k', { set: { b: 1 }, delete: [], meta }, 60_000, ctx()),
+      isolateA.patch('k', { set: { a: 1 }, delete: [], flash: [], meta }, 60_000, ctx()),
+      isolateB.patch('k', { set: { b: 1 }, delete: [], flash: [], meta }, 60_000, ctx()),
     ])
     const data = (await isolateA.get('k', ctx()))?.data
     expect([
@@ -147,8 +152,8 @@ describe('cloudflareKvStore inside workerd', () => {
     await isolateA.set('k', record({ user: 'ada' }), 60_000, ctx())
     // Both requests loaded the session before either wrote; their commits come one after the other.
     const meta = record({}).meta
-    await isolateA.patch('k', { set: { a: 1 }, delete: [], meta }, 60_000, ctx())
-    await isolateB.patch('k', { set: { b: 1 }, delete: ['user'], meta }, 60_000, ctx())
+    await isolateA.patch('k', { set: { a: 1 }, delete: [], flash: [], meta }, 60_000, ctx())
+    await isolateB.patch('k', { set: { b: 1 }, delete: ['user'], flash: [], meta }, 60_000, ctx())
     await expect(isolateA.get('k', ctx())).resolves.toEqual({ data: { a: 1, b: 1 }, meta })
   })
 
@@ -156,7 +161,7 @@ describe('cloudflareKvStore inside workerd', () => {
     const prefix = freshPrefix()
     const store = cloudflareKvStore({ namespace: kv, prefix })
     await expect(
-      store.patch('missing', { set: { a: 1 }, delete: [], meta: record({}).meta }, 60_000, ctx()),
+      store.patch('missing', { set: { a: 1 }, delete: [], flash: [], meta: record({}).meta }, 60_000, ctx()),
     ).resolves.toBe(false)
     expect(await listed(prefix)).toEqual([])
   })
@@ -166,7 +171,7 @@ describe('cloudflareKvStore inside workerd', () => {
     const store = cloudflareKvStore({ namespace: kv, prefix })
     await store.set('p', record({}), 60_000, ctx())
     const set = JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>
-    await store.patch('p', { set, delete: [], meta: record({}).meta }, 60_000, ctx())
+    await store.patch('p', { set, delete: [], flash: [], meta: record({}).meta }, 60_000, ctx())
 
     const data = (await store.get('p', ctx()))?.data ?? {}
     expect(Object.keys(data)).toEqual(['__proto__'])
@@ -182,7 +187,7 @@ describe('cloudflareKvStore inside workerd', () => {
     controller.abort(new Error('storeTimeout'))
 
     await expect(
-      store.patch('late', { set: { a: 2 }, delete: [], meta: record({}).meta }, 60_000, {
+      store.patch('late', { set: { a: 2 }, delete: [], flash: [], meta: record({}).meta }, 60_000, {
         env: {},
         signal: controller.signal,
       }),
@@ -298,7 +303,7 @@ describe('cloudflareKvStore inside workerd', () => {
     const store = cloudflareKvStore({ namespace: failing })
     await expect(store.get('x', ctx())).rejects.toBe(failure)
     await expect(
-      store.patch('x', { set: {}, delete: [], meta: record({}).meta }, 60_000, ctx()),
+      store.patch('x', { set: {}, delete: [], flash: [], meta: record({}).meta }, 60_000, ctx()),
     ).rejects.toBe(failure)
   })
 
@@ -339,11 +344,16 @@ describe('cloudflareKvStore inside workerd', () => {
       await cloudflareKvStore({ namespace: kv, prefix }).set('k', record({ user: 'ada' }), 60_000, ctx())
 
       const started = Date.now()
-      const patched = store.patch('k', { set: { a: 1 }, delete: [], meta: record({}).meta }, 60_000, ctx())
+      const patched = store.patch(
+        'k',
+        { set: { a: 1 }, delete: [], flash: [], meta: record({}).meta },
+        60_000,
+        ctx(),
+      )
       // The write that got in first: the other request's change.
       await cloudflareKvStore({ namespace: kv, prefix }).patch(
         'k',
-        { set: { b: 1 }, delete: [], meta: record({}).meta },
+        { set: { b: 1 }, delete: [], flash: [], meta: record({}).meta },
         60_000,
         ctx(),
       )
