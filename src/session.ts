@@ -28,6 +28,8 @@ export interface SessionState {
   previousId: string | null
   destroyed: boolean
   touchRequested: boolean
+  /** `regenerate({ renew: true })`: the next write starts a new absolute lifetime. */
+  renew: boolean
   /** What the sessions layer learnt from the request; not touched by the Session itself. */
   origin: SessionOrigin
 }
@@ -54,6 +56,11 @@ export const STATE: unique symbol = Symbol('edge-session.state')
 export interface RegenerateOptions<Data> {
   /** Keys to carry into the new session; all of them when omitted. */
   keep?: ReadonlyArray<keyof Data & string>
+  /**
+   * Start a new absolute lifetime (`absoluteTimeout` counted from this commit). Default false: the new id keeps
+   * the old deadline, so a regenerate cannot keep a stolen session alive past `absoluteTimeout`. Use it at login.
+   */
+  renew?: boolean
 }
 
 /**
@@ -149,7 +156,7 @@ export class Session<Data extends object = SessionData> {
   /**
    * Gives the session a new id, keeping its data (or only `keep`). At commit the new record is written, the old
    * one deleted and the new cookie sent. Call it when privileges change (log in, log out) to defeat session
-   * fixation.
+   * fixation. The absolute deadline stays as it was unless `renew` is true (at login).
    */
   regenerate(options: RegenerateOptions<Data> = {}): this {
     this.#assertActive('regenerate')
@@ -164,6 +171,7 @@ export class Session<Data extends object = SessionData> {
     state.id = this.#createId()
     state.changes.clear()
     state.flashChanged = true
+    if (options.renew === true) state.renew = true
     return this
   }
 
@@ -216,6 +224,7 @@ export function createState(
     previousId: null,
     destroyed: false,
     touchRequested: false,
+    renew: false,
     origin,
   }
 }

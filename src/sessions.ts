@@ -40,7 +40,11 @@ export interface CookieOptions {
   domain?: string
   /** Default `'Lax'`. `'None'` requires `Secure`. */
   sameSite?: SameSite
-  /** Default `'auto'`: on, unless the request is plain http to localhost, 127.0.0.1 or [::1]. */
+  /**
+   * Default `true`. Browsers keep Secure cookies set over http://localhost (Chromium also 127.0.0.1), so
+   * development works with it on. `'auto'`: on unless the request URL is plain http to localhost, 127.0.0.1 or
+   * [::1]; behind a reverse proxy that forwards to such an address over http, production cookies lose Secure.
+   */
   secure?: boolean | 'auto'
   /** Default `true`: scripts cannot read the cookie. */
   httpOnly?: boolean
@@ -181,9 +185,12 @@ abstract class BaseSessions<Data extends object> implements Sessions<Data> {
     return new Session<Data>(state, createSessionId)
   }
 
-  /** New metadata for a record written now. A regenerated session starts a new absolute lifetime. */
-  protected metaAt(state: SessionState, now: number, renewed: boolean): SessionMeta {
-    const createdAt = renewed ? now : state.meta.createdAt
+  /**
+   * New metadata for a record written now. A new session, or one regenerated with `renew`, starts a new absolute
+   * lifetime; any other write (a plain regenerate included) keeps the one it has.
+   */
+  protected metaAt(state: SessionState, now: number): SessionMeta {
+    const createdAt = state.isNew || state.renew ? now : state.meta.createdAt
     const meta: SessionMeta = { createdAt, lastSeenAt: now, expiresAt: this.deadline(createdAt, now) }
     if (state.flash.size > 0) meta.flash = [...state.flash]
     return meta
@@ -214,6 +221,7 @@ abstract class BaseSessions<Data extends object> implements Sessions<Data> {
     state.changes.clear()
     state.flashChanged = false
     state.touchRequested = false
+    state.renew = false
   }
 
   protected clearCookie(name: string, url: string): string {
@@ -286,7 +294,7 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
     const renewed = state.previousId !== null
     if (renewed || (state.isNew && hasData(state))) {
       // A whole record under a new id: a new session, or a regenerated one replacing its old record.
-      const meta = this.metaAt(state, now, true)
+      const meta = this.metaAt(state, now)
       const record = { data: { ...state.data }, meta }
       const [key, value] = await this.#keyAndCookie(state.id)
       const replaces = origin.key ?? undefined
@@ -300,7 +308,7 @@ class ServerSessions<Data extends object> extends BaseSessions<Data> {
       const key = origin.key as string
       const changed = state.changes.size > 0 || state.flashChanged
       if (changed || this.touchDue(state, now)) {
-        const meta = this.metaAt(state, now, false)
+        const meta = this.metaAt(state, now)
         const ttl = this.#ttl(meta, now)
         const store = this.#store
         const ok = await this.#call(origin.env, 'write', (ctx) =>
@@ -422,7 +430,7 @@ class CookieSessions<Data extends object> extends BaseSessions<Data> {
     const changed = state.changes.size > 0 || state.flashChanged
     if (!renewed && !changed && !origin.rotated && !this.touchDue(state, now)) return response
 
-    const meta = this.metaAt(state, now, renewed)
+    const meta = this.metaAt(state, now)
     const sealed: SealedSession = { id: state.id, data: { ...state.data }, meta }
     const value = await this.#sealer.seal(sealed)
     const name = this.options.cookie.name
@@ -683,7 +691,7 @@ function resolveOptions(options: SessionsOptions): ResolvedSessionsOptions & { n
     path: c.path ?? '/',
     domain: c.domain,
     sameSite: c.sameSite ?? 'Lax',
-    secure: c.secure ?? 'auto',
+    secure: c.secure ?? true,
     httpOnly: c.httpOnly ?? true,
     partitioned: c.partitioned ?? false,
   } as const

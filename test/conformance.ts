@@ -390,6 +390,45 @@ export function describeStoreConformance(options: ConformanceOptions): void {
       expect(after.result).toEqual([undefined, false, 'ada'])
     })
 
+    it('keeps the absolute deadline across a regenerate, and starts a new one only with renew', async () => {
+      const { visit, clock } = await setup()
+      const jar = new CookieJar()
+      const start = clock.now()
+      const created = await visit(jar, (s) => s.set('user', 'ada'))
+      expect(created.session.createdAt).toBe(start)
+      // Rotate the id every 500 s: the session still ends at the absolute deadline counted from its creation.
+      let t = 0
+      for (t = 500; t < ABSOLUTE; t += 500) {
+        clock.set(start + t * 1000)
+        const { session } = await visit(jar, (s) => {
+          expect(s.isNew).toBe(false)
+          s.regenerate()
+        })
+        expect(session.createdAt).toBe(start)
+        expect(session.expiresAt).toBeLessThanOrEqual(start + ABSOLUTE * 1000)
+      }
+      clock.set(start + ABSOLUTE * 1000)
+      const ended = await visit(jar, (s) => s.get('user'))
+      expect(ended.session.isNew).toBe(true)
+      expect(ended.result).toBeUndefined()
+
+      // A login renews: the new lifetime starts at that commit.
+      const login = new CookieJar()
+      const begun = clock.now()
+      await visit(login, (s) => s.set('user', 'bob'))
+      clock.set(begun + 500 * 1000)
+      const renewed = await visit(login, (s) => s.regenerate({ renew: true }))
+      expect(renewed.session.createdAt).toBe(begun + 500 * 1000)
+      for (t = 1000; t <= ABSOLUTE + 100; t += 500) {
+        clock.set(begun + t * 1000)
+        await visit(login, (s) => s.set('seen', t))
+      }
+      // Past the first lifetime's absolute deadline, inside the renewed one.
+      expect((await visit(login, (s) => s.get('user'))).result).toBe('bob')
+      clock.set(begun + (ABSOLUTE + 500) * 1000)
+      expect((await visit(login, (s) => s.get('user'))).session.isNew).toBe(true)
+    })
+
     it('regenerates: new id, data kept (or only `keep`), new cookie', async () => {
       const { visit } = await setup()
       const jar = new CookieJar()

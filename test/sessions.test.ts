@@ -89,7 +89,7 @@ describe('createSessions options', () => {
       absoluteTimeout: 604_800,
       touchInterval: 60,
       storeTimeout: 5000,
-      cookie: { name: 'sid', path: '/', sameSite: 'Lax', secure: 'auto', httpOnly: true, partitioned: false },
+      cookie: { name: 'sid', path: '/', sameSite: 'Lax', secure: true, httpOnly: true, partitioned: false },
     })
   })
 })
@@ -104,8 +104,16 @@ describe('the session cookie', () => {
     )
   })
 
-  it("drops Secure ('auto') only for plain http to this machine", async () => {
+  it('is Secure by default on plain http to this machine too (browsers keep it there)', async () => {
     const { sessions } = setup()
+    for (const url of ['http://localhost:3000/', 'http://127.0.0.1:8787/x', 'http://example.com/']) {
+      const { setCookies } = await roundTrip(sessions, new CookieJar(), (s) => s.set('a', 1), url)
+      expect(setCookies[0]).toMatch(/; Secure(;|$)/)
+    }
+  })
+
+  it("drops Secure with secure: 'auto' only for plain http to this machine", async () => {
+    const { sessions } = setup({ cookie: { secure: 'auto' } })
     const secureFor = async (url: string) => {
       const { setCookies } = await roundTrip(sessions, new CookieJar(), (s) => s.set('a', 1), url)
       return /; Secure/.test(setCookies[0] ?? '')

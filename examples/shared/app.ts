@@ -58,7 +58,7 @@ export function createDemoApp(
     if (!user) return c.json({ error: 'Send a user name of 1 to 64 characters in the field "user"' }, 400)
     const s = c.get('session')
     // New privileges, new id: a session id planted before login (fixation) is worthless after it.
-    s.regenerate()
+    s.regenerate({ renew: true })
     s.set('user', user)
     s.flash('welcome', `Welcome, ${user}!`)
     return answer(c.req.raw, { user })

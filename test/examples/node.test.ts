@@ -118,14 +118,14 @@ describe('npm start (the Node example as a process)', () => {
     expect(server.output()).toMatch(/\(node, memory store\) listening on/)
   })
 
-  it('serves sessions over real HTTP, without Secure on plain http to this machine', async () => {
+  it('serves sessions over real HTTP, Secure by default even on plain http to this machine', async () => {
     const jar = new CookieJar()
     const first = await fetch(jar.request(`${base}/api/session`))
     const setCookie = first.headers.getSetCookie()
     jar.update(first)
     expect(await first.json()).toEqual({ visits: 1, user: null })
     expect(setCookie).toEqual([
-      expect.stringMatching(/^sid=[^;]+; Max-Age=1800; Path=\/; HttpOnly; SameSite=Lax$/),
+      expect.stringMatching(/^sid=[^;]+; Max-Age=1800; Path=\/; HttpOnly; Secure; SameSite=Lax$/),
     ])
     expect(first.headers.get('x-served-by')).toBe('node')
     const second = await fetch(jar.request(`${base}/api/session`))
