@@ -141,23 +141,75 @@ export function splitCookieValue(
 }
 
 /**
- * Reassembles a value written by {@link splitCookieValue} from the cookies {@link readCookies} found: the plain
- * cookie when present, else chunks `name.0`..`name.N` joined in order. Null when chunks are missing or repeated.
+ * The chunk index of `key` when it is a chunk name of `name` (`name.0` .. `name.<maxChunks - 1>`, canonical
+ * decimal); -1 otherwise.
  */
-export function joinCookieValue(
+function chunkIndex(name: string, key: string, maxChunks: number): number {
+  if (key.length < name.length + 2 || !key.startsWith(name) || key[name.length] !== '.') return -1
+  const digits = key.slice(name.length + 1)
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(digits)) return -1
+  const index = Number(digits)
+  return index < maxChunks ? index : -1
+}
+
+/**
+ * The names among `cookies` that are this session's own (`name`, or a chunk `name.N` below `maxChunks`), each
+ * once: the only names a response may clear. Names a request merely carries are never echoed otherwise.
+ */
+export function ownCookieNames(
   name: string,
   cookies: ReadonlyArray<readonly [string, string]>,
   maxChunks: number,
-): string | null {
-  const chunks: string[] = []
-  for (const [key, value] of cookies) {
-    if (key === name) return value
-    const index = Number(key.slice(name.length + 1))
-    if (!Number.isInteger(index) || index < 0 || index >= maxChunks || `${name}.${index}` !== key) continue
-    if (chunks[index] !== undefined) return null
-    chunks[index] = value
+): string[] {
+  const names: string[] = []
+  for (const [key] of cookies) {
+    if ((key === name || chunkIndex(name, key, maxChunks) !== -1) && !names.includes(key)) names.push(key)
   }
-  if (chunks.length === 0) return null
-  for (let i = 0; i < chunks.length; i++) if (chunks[i] === undefined) return null
-  return chunks.join('')
+  return names
+}
+
+/**
+ * Session cookie values checked per request at most. A browser may send several of one name (other paths, a
+ * sibling subdomain's `Domain=` cookie, a stale one), an attacker's first; values that do not have the shape of
+ * a session cookie at all are skipped without counting.
+ */
+export const MAX_COOKIE_CANDIDATES = 8
+
+/** Values tried per chunk index at most: a genuine one and one duplicate (a stale or planted cookie). */
+const VALUES_PER_CHUNK = 2
+
+/**
+ * The values a request may hold a session in, reassembled from the cookies {@link readCookies} found, most
+ * likely first: every plain `name` value in header order, then chunk runs `name.0`..`name.K` joined in order,
+ * longest first, trying at most two values per index. A stray chunk past the run, or a duplicated one, cannot
+ * hide the genuine run. Lazy: the caller stops as soon as one opens.
+ */
+export function* cookieValueCandidates(
+  name: string,
+  cookies: ReadonlyArray<readonly [string, string]>,
+  maxChunks: number,
+): Generator<string> {
+  const chunks: string[][] = []
+  for (const [key, value] of cookies) {
+    if (key === name) {
+      yield value
+      continue
+    }
+    const index = chunkIndex(name, key, maxChunks)
+    if (index === -1) continue
+    const values = chunks[index] ?? []
+    chunks[index] = values
+    if (values.length < VALUES_PER_CHUNK && !values.includes(value)) values.push(value)
+  }
+  let run = 0
+  while (run < chunks.length && chunks[run] !== undefined) run++
+  for (let length = run; length >= 2; length--) yield* joinings(chunks, length, 0, '')
+}
+
+function* joinings(chunks: string[][], length: number, index: number, prefix: string): Generator<string> {
+  if (index === length) {
+    yield prefix
+    return
+  }
+  for (const value of chunks[index] as string[]) yield* joinings(chunks, length, index + 1, prefix + value)
 }

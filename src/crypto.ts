@@ -71,6 +71,19 @@ export function isSessionId(text: string): boolean {
   return text.length === 43 && isCanonicalBase64url(text)
 }
 
+/**
+ * True when `value` has the shape of a signed id, `<43-char id>.<43-char signature>`, both canonical base64url:
+ * what this library writes. Anything else is not worth a signature check.
+ */
+export function isSignedIdShape(value: string): boolean {
+  return (
+    value.length === 87 &&
+    value.charCodeAt(43) === 46 /* . */ &&
+    isSessionId(value.slice(0, 43)) &&
+    isCanonicalBase64url(value.slice(44))
+  )
+}
+
 /** `base64url(SHA-256(text))`: the storage key of an id, so a leaked store dump holds no usable cookie. */
 export async function hashKey(text: string): Promise<string> {
   return encodeBase64url(new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(text))))

@@ -27,7 +27,18 @@ export class SessionError extends Error {
   }
 }
 
-/** True when `error` is a {@link SessionError}, optionally with the given code. */
-export function isSessionError(error: unknown, code?: SessionErrorCode): error is SessionError {
+/**
+ * True when `error` is a {@link SessionError}, optionally with the given code; with a code, `error.code` is
+ * narrowed to it.
+ *
+ * @example
+ * ```ts
+ * if (isSessionError(error, 'ERR_STORE')) return new Response('Try again', { status: 503 })
+ * ```
+ */
+export function isSessionError<C extends SessionErrorCode = SessionErrorCode>(
+  error: unknown,
+  code?: C,
+): error is SessionError & { readonly code: C } {
   return error instanceof SessionError && (code === undefined || error.code === code)
 }

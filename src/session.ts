@@ -7,15 +7,23 @@ import type { SessionData, SessionMeta } from './store.ts'
 const MAX_DEPTH = 64
 
 /**
+ * Where a session stands with its store and its browser:
+ * - `unsaved`: no record under this id yet; the first write creates one (a new visitor).
+ * - `stored`: a record exists under this id.
+ * - `regenerated`: a new id; at commit the record moves to it from the key it was loaded from.
+ * - `destroyed`: terminal; at commit the record is deleted and the cookie cleared.
+ */
+export type SessionPhase = 'unsaved' | 'stored' | 'regenerated' | 'destroyed'
+
+/**
  * The internal state of a session, shared with the sessions layer (which owns loading and committing).
  * Not part of the public API.
  */
 export interface SessionState {
   id: string
-  /** No stored session was found for this request (the public `isNew`); fixed at load. */
-  fresh: boolean
-  /** No record has been written for this id yet: the first write creates one. */
-  isNew: boolean
+  phase: SessionPhase
+  /** A stored session was found for this request (the public `isNew` is its negation); fixed at load. */
+  readonly found: boolean
   meta: SessionMeta
   /** Null-prototype object: keys such as `__proto__` are plain data. */
   data: SessionData
@@ -23,30 +31,33 @@ export interface SessionState {
   changes: Map<string, boolean>
   /** Keys whose value is a flash (removed by their next read). */
   flash: Set<string>
-  flashChanged: boolean
-  /** The id this session had before `regenerate()`; its record is replaced at commit. */
-  previousId: string | null
-  destroyed: boolean
+  /** `touch()` was called: extend the deadline at commit, as often as the store allows. */
   touchRequested: boolean
   /** `regenerate({ renew: true })`: the next write starts a new absolute lifetime. */
   renew: boolean
-  /** What the sessions layer learnt from the request; not touched by the Session itself. */
-  origin: SessionOrigin
+  /** The request this session was loaded for. */
+  readonly request: RequestInfo
+  /** How the session is tied to its record and the browser's cookies: changes as commits land. */
+  binding: SessionBinding
 }
 
-/** Where a session came from: owned by the sessions layer. */
-export interface SessionOrigin {
-  /** The request URL (decides `Secure: 'auto'`). */
-  url: string
+/** What the sessions layer keeps of the request. */
+export interface RequestInfo {
+  /** The request URL (decides `secure: 'auto'`). */
+  readonly url: string
   /** The `env` given to `load()`, passed on to the store. */
-  env: unknown
-  /** Storage key of the record this session was loaded from (server stores); null when none. */
+  readonly env: unknown
+}
+
+/** The session's record and cookies as the store and the browser hold them now; owned by the sessions layer. */
+export interface SessionBinding {
+  /** Storage key of the session's record (server stores); null when none is stored. */
   key: string | null
   /** The cookie was signed or sealed under an older secret: re-issue it. */
   rotated: boolean
-  /** The signed cookie value naming this session, when it is current (not rotated): re-sent without signing. */
+  /** The signed cookie value naming this session, when current (not rotated): re-sent without signing. */
   signed: string | null
-  /** Names of the session's cookies the request carried (chunks included), to clear or replace. */
+  /** The session's own cookie names the browser holds (chunks included), to clear or replace. */
   cookies: string[]
 }
 
@@ -87,7 +98,7 @@ export class Session<Data extends object = SessionData> {
 
   /** True when no stored session was found for this request: a new visitor, or an expired or invalid cookie. */
   get isNew(): boolean {
-    return this[STATE].fresh
+    return !this[STATE].found
   }
 
   /** Creation time, ms since the epoch (on the sessions' clock). */
@@ -102,18 +113,15 @@ export class Session<Data extends object = SessionData> {
 
   /** True after `destroy()`. */
   get destroyed(): boolean {
-    return this[STATE].destroyed
+    return this[STATE].phase === 'destroyed'
   }
 
   /** The value of `key` (a copy), or undefined. Reading a flash value removes it. */
   get<K extends keyof Data & string>(key: K): Data[K] | undefined {
     const state = this[STATE]
-    const value = state.data[key]
-    if (state.flash.has(key)) {
-      this.#remove(key)
-      return value as Data[K]
-    }
-    return copyOut(value) as Data[K] | undefined
+    const value = copyOut(state.data[key]) as Data[K] | undefined
+    if (state.flash.has(key)) this.#remove(key)
+    return value
   }
 
   /** Sets `key`. `undefined` deletes it. Throws `ERR_SERIALIZE` for a value that is not plain JSON data. */
@@ -123,7 +131,7 @@ export class Session<Data extends object = SessionData> {
     const state = this[STATE]
     state.data[key] = copyIn(value, key)
     state.changes.set(key, true)
-    if (state.flash.delete(key)) state.flashChanged = true
+    state.flash.delete(key)
     return this
   }
 
@@ -149,7 +157,6 @@ export class Session<Data extends object = SessionData> {
     this.set(key, value)
     const state = this[STATE]
     state.flash.add(key)
-    state.flashChanged = true
     return this
   }
 
@@ -167,10 +174,9 @@ export class Session<Data extends object = SessionData> {
       for (const key of state.flash) if (!Object.hasOwn(kept, key)) state.flash.delete(key)
       state.data = kept
     }
-    if (!state.isNew && state.previousId === null) state.previousId = state.id
+    if (state.phase === 'stored') state.phase = 'regenerated'
     state.id = this.#createId()
     state.changes.clear()
-    state.flashChanged = true
     if (options.renew === true) state.renew = true
     return this
   }
@@ -178,7 +184,7 @@ export class Session<Data extends object = SessionData> {
   /** Ends the session: at commit its record is deleted and its cookie cleared. Later writes throw `ERR_DESTROYED`. */
   destroy(): void {
     const state = this[STATE]
-    state.destroyed = true
+    state.phase = 'destroyed'
     state.data = Object.create(null)
     state.changes.clear()
     state.flash.clear()
@@ -195,55 +201,61 @@ export class Session<Data extends object = SessionData> {
     const state = this[STATE]
     delete state.data[key]
     state.changes.set(key, false)
-    if (state.flash.delete(key)) state.flashChanged = true
+    state.flash.delete(key)
   }
 
   #assertActive(operation: string): void {
-    if (this[STATE].destroyed) {
+    if (this[STATE].phase === 'destroyed') {
       throw new SessionError('ERR_DESTROYED', `Cannot ${operation}: the session was destroyed`)
     }
   }
 }
 
-/** A fresh, empty session state (or, with `data`, one holding it: a null-prototype object it adopts). */
+/**
+ * The state of a session: a fresh, empty one (`found` false), or one loaded from a record (`found` true). `data`
+ * is copied (its values are never changed in place), so the record a store handed out stays as it was.
+ */
 export function createState(
   id: string,
   meta: SessionMeta,
-  origin: SessionOrigin,
-  data: SessionData = Object.create(null),
+  request: RequestInfo,
+  binding: SessionBinding,
+  data?: SessionData,
 ): SessionState {
-  return {
+  const found = data !== undefined
+  const state: SessionState = {
     id,
-    fresh: true,
-    isNew: true,
+    phase: found ? 'stored' : 'unsaved',
+    found,
     meta,
-    data,
+    data: Object.assign(Object.create(null), data),
     changes: new Map(),
     flash: new Set(),
-    flashChanged: false,
-    previousId: null,
-    destroyed: false,
     touchRequested: false,
     renew: false,
-    origin,
+    request,
+    binding,
   }
+  if (found && meta.flash)
+    for (const key of meta.flash) if (Object.hasOwn(state.data, key)) state.flash.add(key)
+  return state
 }
 
-/**
- * The state of a session loaded from a record. `data` is copied (its values are never changed in place), so the
- * record a store handed out stays as it was.
- */
-export function loadedState(
-  id: string,
-  data: SessionData,
-  meta: SessionMeta,
-  origin: SessionOrigin,
-): SessionState {
-  const state = createState(id, meta, origin, Object.assign(Object.create(null), data))
-  state.fresh = false
-  state.isNew = false
-  if (meta.flash) for (const key of meta.flash) if (Object.hasOwn(data, key)) state.flash.add(key)
-  return state
+/** After a successful write: the session is now the stored one, under these cookies and this metadata. */
+export function settle(state: SessionState, meta: SessionMeta, cookies: string[]): void {
+  state.phase = 'stored'
+  state.meta = meta
+  state.binding.cookies = cookies
+  state.binding.rotated = false
+  state.changes.clear()
+  state.touchRequested = false
+  state.renew = false
+}
+
+/** True when the session holds any data. */
+export function hasData(state: SessionState): boolean {
+  for (const _ in state.data) return true
+  return false
 }
 
 function copyOut(value: unknown): unknown {

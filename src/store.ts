@@ -129,6 +129,11 @@ export interface SealedSession {
 export interface Sealer {
   seal(session: SealedSession): Promise<string>
   /**
+   * Optional, cheap and synchronous: whether `value` has the shape of a seal (no crypto). Values that do not are
+   * skipped without counting among the few cookie values a request may have checked.
+   */
+  isWellFormed?(value: string): boolean
+  /**
    * The session sealed in `value`, or null when it is not a valid seal under any secret (never throws for bad
    * input). `rotated` is true when it was sealed under a secret other than the first.
    */

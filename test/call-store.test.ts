@@ -2,7 +2,7 @@
 import { createSessions, type ServerStore, type Sessions, type StoreContext } from 'edge-session'
 import { memoryStore } from 'edge-session/stores/memory'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { callStore } from '../src/sessions.ts'
+import { callStore } from '../src/store-call.ts'
 
 const store: ServerStore = memoryStore()
 

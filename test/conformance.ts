@@ -510,6 +510,53 @@ export function describeStoreConformance(options: ConformanceOptions): void {
       }
     })
 
+    it('opens the live session whatever cookies of its name come before it, and clears nothing then', async () => {
+      const { visit, sessions } = await setup()
+      const name = sessions.options.cookie.name
+      const jar = new CookieJar()
+      await visit(jar, (s) => s.set('user', 'ada'))
+      // A signed id that was a session once, its record gone since (a sealed copy cannot be revoked: not here).
+      const old = new CookieJar()
+      await visit(old, (s) => s.set('user', 'old'))
+      const oldPairs = options.kind === 'server' ? [...old.cookies] : []
+      await visit(old.clone(), (s) => s.destroy())
+      const forged = ['garbage', `${'A'.repeat(43)}.${'A'.repeat(43)}`, 'Fe26.2**x', '"quoted"', '']
+      const junk: Array<[string, string]> = [
+        ...forged.map((value): [string, string] => [name, value]),
+        ...oldPairs,
+        [name, forged[1] as string],
+        [name, forged[1] as string],
+      ]
+      const header = [...junk, ...jar.cookies].map(([key, value]) => `${key}=${value}`).join('; ')
+      const session = await sessions.load(
+        new Request('https://app.example/', { headers: { cookie: header } }),
+        env(),
+      )
+      expect(session.isNew).toBe(false)
+      expect(session.get('user')).toBe('ada')
+      const response = await sessions.commit(session, new Response())
+      expect(response.headers.getSetCookie()).toEqual([])
+    })
+
+    it('answers a flood of duplicate cookies with one clearing at most, never echoing names it does not own', async () => {
+      const { sessions } = await setup()
+      const name = sessions.options.cookie.name
+      const pairs = Array.from(
+        { length: 600 },
+        (_, i) => `${name}=forged${i}; ${name}.${i}=x; ${name}x${i}=y`,
+      )
+      const session = await sessions.load(
+        new Request('https://app.example/', { headers: { cookie: pairs.join('; ') } }),
+        env(),
+      )
+      expect(session.isNew).toBe(true)
+      const setCookies = (await sessions.commit(session, new Response())).headers.getSetCookie()
+      const names = setCookies.map((line) => line.slice(0, line.indexOf('=')))
+      expect(new Set(names).size).toBe(names.length)
+      for (const cleared of names) expect(cleared).toMatch(new RegExp(`^${name}(\\.[0-4])?$`))
+      expect(setCookies.length).toBeLessThanOrEqual(options.kind === 'cookie' ? 6 : 1)
+    })
+
     it('accepts a cookie issued under an older secret and reissues it under the first', async () => {
       const inner = await options.createStore()
       const clock = manualClock()

@@ -2,8 +2,9 @@
 
 import { describe, expect, it } from 'vitest'
 import {
-  joinCookieValue,
+  cookieValueCandidates,
   MAX_AGE_CAP,
+  ownCookieNames,
   readCookies,
   readCookieValues,
   serializeCookie,
@@ -83,18 +84,53 @@ describe('chunks', () => {
       const chunks = splitCookieValue('sid', value, 5)
       if (!chunks) throw new Error(`no chunks for ${length}`)
       for (const [name, part] of chunks) expect(name.length + 1 + part.length).toBeLessThanOrEqual(4096)
-      expect(joinCookieValue('sid', chunks, 5)).toBe(value)
-      expect(joinCookieValue('sid', [...chunks].reverse(), 5)).toBe(value)
+      expect([...cookieValueCandidates('sid', chunks, 5)][0]).toBe(value)
+      expect([...cookieValueCandidates('sid', [...chunks].reverse(), 5)][0]).toBe(value)
     }
   })
 
-  it('refuses more chunks than allowed, and joins nothing from a gap or a repeat', () => {
+  it('refuses more chunks than allowed, and joins nothing from a gap or from names not ours', () => {
+    const candidates = (cookies: Array<[string, string]>) => [...cookieValueCandidates('sid', cookies, 5)]
     expect(splitCookieValue('sid', 'x'.repeat(30_000), 5)).toBeNull()
     const chunks = splitCookieValue('sid', 'y'.repeat(9000), 5) ?? []
-    expect(joinCookieValue('sid', chunks.slice(1), 5)).toBeNull()
-    expect(joinCookieValue('sid', [...chunks, chunks[0] as [string, string]], 5)).toBeNull()
-    expect(joinCookieValue('sid', [['sid.9', 'z']], 5)).toBeNull()
-    expect(joinCookieValue('sid', [['sid.01', 'z']], 5)).toBeNull()
-    expect(joinCookieValue('sid', [], 5)).toBeNull()
+    expect(candidates(chunks.slice(1))).toEqual([])
+    expect(candidates([['sid.9', 'z']])).toEqual([])
+    expect(
+      candidates([
+        ['sid.01', 'z'],
+        ['sid.1', 'z'],
+      ]),
+    ).toEqual([])
+    expect(candidates([])).toEqual([])
+  })
+
+  it('finds the genuine run past duplicated and stray chunks, two values per index at most', () => {
+    const value = 'v'.repeat(4000) + 'w'.repeat(4000) + 'x'.repeat(1000)
+    const chunks = splitCookieValue('sid', value, 5) ?? []
+    expect(chunks).toHaveLength(3)
+    const forged: Array<[string, string]> = [
+      ['sid.0', 'forged'],
+      ['sid.1', 'forged'],
+      ['sid.4', 'stray'],
+    ]
+    const found = [...cookieValueCandidates('sid', [...forged, ...chunks, ['sid.3', 'past the run']], 5)]
+    expect(found).toContain(value)
+    // A third value for an index is never tried: a flood of duplicates cannot multiply the work.
+    const flood = Array.from({ length: 50 }, (_, i): [string, string] => ['sid.0', `f${i}`])
+    expect([...cookieValueCandidates('sid', [...flood, ...chunks], 5)]).not.toContain(value)
+    expect([...cookieValueCandidates('sid', [...flood, ...chunks], 5)].length).toBeLessThanOrEqual(8)
+  })
+
+  it("clears only names of the session's own shape, each once", () => {
+    const cookies: Array<[string, string]> = [
+      ['sid', 'a'],
+      ['sid', 'b'],
+      ['sid.0', 'c'],
+      ['sid.4', 'd'],
+      ['sid.5', 'e'],
+      ['sid.00', 'f'],
+      ['sid.x', 'g'],
+    ]
+    expect(ownCookieNames('sid', cookies, 5)).toEqual(['sid', 'sid.0', 'sid.4'])
   })
 })

@@ -1,6 +1,12 @@
 /** @module createSessions and Session: options, cookie attributes, strictness, failures, round trips. */
 
-import { createSessions, type ServerStore, SessionError, type SessionsOptions } from 'edge-session'
+import {
+  createSessions,
+  isSessionError,
+  type ServerStore,
+  SessionError,
+  type SessionsOptions,
+} from 'edge-session'
 import { cookieStore } from 'edge-session/stores/cookie'
 import { memoryStore } from 'edge-session/stores/memory'
 import { describe, expect, it } from 'vitest'
@@ -73,6 +79,22 @@ describe('createSessions options', () => {
       { cookie: { name: '__Secure-sid', secure: false } },
       { cookie: { sameSite: 'None', secure: false } },
       { cookie: { partitioned: true, secure: false } },
+      // Browsers match the prefixes case-insensitively (RFC 6265bis §5.7) and reject these.
+      { cookie: { name: '__host-sid', secure: false } },
+      { cookie: { name: '__HOST-sid', path: '/app' } },
+      { cookie: { name: '__secure-sid', secure: false } },
+      // Values that would make every commit throw after its store write.
+      { cookie: { domain: 'a b' } },
+      { cookie: { domain: 'example.com;x' } },
+      { cookie: { domain: 'exa_mple.com' } },
+      { cookie: { domain: '-bad.example' } },
+      { cookie: { path: '/ü' } },
+      { cookie: { path: '/a\u0000' } },
+      { cookie: { path: '/a\u007f' } },
+      { cookie: { httpOnly: 'yes' as unknown as boolean } },
+      { cookie: 'sid' as unknown as object },
+      // A store's own floor between touches must leave room to keep a reading user alive.
+      { store: { ...memoryStore(), minTouchInterval: 60_000 }, idleTimeout: 60, touchInterval: 0 },
     ]
     for (const options of bad) {
       const error = configError(options)
@@ -80,6 +102,74 @@ describe('createSessions options', () => {
       expect((error as SessionError).code).toBe('ERR_CONFIG')
       expect((error as SessionError).name).toBe('SessionError')
     }
+  })
+
+  it('accepts every valid cookie setting, and a plain object with get, set, patch and delete as a store', async () => {
+    const ok = [
+      { cookie: { domain: 'example.com' } },
+      { cookie: { domain: '.sub.example.co.uk' } },
+      { cookie: { path: '/app/v1-x_y.z~' } },
+      { cookie: { name: '__Host-sid' } },
+      { cookie: { name: '__Secure-sid', domain: 'example.com' } },
+    ]
+    for (const options of ok) expect(configError(options), JSON.stringify(options)).toBeNull()
+    const records = new Map<
+      string,
+      { data: Record<string, unknown>; meta: { createdAt: number; lastSeenAt: number; expiresAt: number } }
+    >()
+    const plain = {
+      name: 'plain',
+      get: (key: string) => records.get(key) ?? null,
+      set: (
+        key: string,
+        record: {
+          data: Record<string, unknown>
+          meta: { createdAt: number; lastSeenAt: number; expiresAt: number }
+        },
+      ) => {
+        records.set(key, record)
+        return true
+      },
+      patch: () => false,
+      delete: (key: string) => {
+        records.delete(key)
+      },
+    }
+    const sessions = createSessions<{ n?: number }>({ store: plain, secrets: SECRET })
+    const s = await sessions.load(new Request('https://app.example/'))
+    s.set('n', 1)
+    const cookie = (await sessions.commit(s, new Response())).headers.getSetCookie()[0]?.split(';')[0] ?? ''
+    const again = await sessions.load(new Request('https://app.example/', { headers: { cookie } }))
+    expect(again.get('n')).toBe(1)
+  })
+
+  it('names an unknown option and the closest known one', () => {
+    const typo = configError({ idleTimout: 60 } as Partial<SessionsOptions>) as SessionError
+    expect(typo.code).toBe('ERR_CONFIG')
+    expect(typo.message).toMatch(/Unknown option idleTimout: did you mean idleTimeout\?/)
+    const nested = configError({
+      cookie: { samesite: 'Lax' },
+    } as unknown as Partial<SessionsOptions>) as SessionError
+    expect(nested.message).toMatch(/Unknown option cookie\.samesite: did you mean cookie\.sameSite\?/)
+    const far = configError({ zzz: 1 } as Partial<SessionsOptions>) as SessionError
+    expect(far.message).toMatch(/^Unknown option zzz Known options: store, secrets/)
+  })
+
+  it('says that an environment variable is probably unset when a secret is undefined, and which one', () => {
+    const env: Record<string, string | undefined> = { SESSION_SECRET: undefined }
+    const missing = configError({ secrets: env.SESSION_SECRET as string }) as SessionError
+    expect(missing.code).toBe('ERR_CONFIG')
+    expect(missing.message).toMatch(/options\.secrets is undefined: is the environment variable/)
+    const second = configError({ secrets: [SECRET, env.OLD as string] }) as SessionError
+    expect(second.message).toMatch(/options\.secrets\[1\] is undefined: is the environment variable/)
+  })
+
+  it('narrows the code with isSessionError(error, code)', () => {
+    const error: unknown = configError({ idleTimeout: -1 })
+    if (!isSessionError(error, 'ERR_CONFIG')) throw new Error('expected ERR_CONFIG')
+    const code: 'ERR_CONFIG' = error.code
+    expect(code).toBe('ERR_CONFIG')
+    expect(isSessionError(error, 'ERR_STORE')).toBe(false)
   })
 
   it('applies the documented defaults', () => {
@@ -91,6 +181,21 @@ describe('createSessions options', () => {
       storeTimeout: 5000,
       cookie: { name: 'sid', path: '/', sameSite: 'Lax', secure: true, httpOnly: true, partitioned: false },
     })
+  })
+})
+
+describe('values are copies', () => {
+  it('a flash value read with get() is a copy: changing it changes nothing stored', async () => {
+    const { sessions } = setup()
+    const jar = new CookieJar()
+    await roundTrip(sessions, jar, (s) => s.flash('notice', { text: 'Saved!', tags: ['a'] }))
+    // A request reads the flash and scribbles on it, then fails before commit.
+    const first = await sessions.load(jar.request())
+    const value = first.get('notice') as { text: string; tags: string[] }
+    value.text = 'changed'
+    value.tags.push('b')
+    const second = await sessions.load(jar.request())
+    expect(second.get('notice')).toEqual({ text: 'Saved!', tags: ['a'] })
   })
 })
 

@@ -4,7 +4,7 @@
  */
 
 import { algorithms, defaults, generateKey, macPrefix, randomBits } from 'iron-webcrypto'
-import { decodeBase64url, encodeBase64url } from '../crypto.ts'
+import { decodeBase64url, encodeBase64url, isCanonicalBase64url } from '../crypto.ts'
 import { SessionError } from '../errors.ts'
 import type { CookieStore, SealedSession, Sealer, SessionData, SessionMeta } from '../store.ts'
 
@@ -58,6 +58,9 @@ interface SecretKeys {
  * calls: encrypt, then sign. The random IV still makes every seal different. The result is a standard iron seal
  * that iron itself unseals with the same secret.
  */
+/** The id and salts this sealer writes: lowercase hex labels (see `label`). */
+const HEX = /^[0-9a-f]{1,64}$/
+
 class IronSealer implements Sealer {
   readonly #secrets: readonly string[]
   #keys: Promise<SecretKeys[]> | undefined
@@ -86,6 +89,35 @@ class IronSealer implements Sealer {
     const base = `${macPrefix}*${id}*${encryptionSalt}*${encodeBase64url(iv)}*${encodeBase64url(encrypted)}*`
     const mac = new Uint8Array(await crypto.subtle.sign('HMAC', integrity, encoder.encode(base)))
     return `${base}*${integritySalt}*${encodeBase64url(mac)}`
+  }
+
+  /** Cheap and synchronous: whether `value` has the shape of a seal this sealer writes (no crypto). */
+  isWellFormed(value: string): boolean {
+    const parts = value.split('*')
+    if (parts.length !== 8) return false
+    const [prefix, id, encryptionSalt, ivText, encryptedText, expiration, integritySalt, macText] = parts as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ]
+    return (
+      prefix === macPrefix &&
+      expiration === '' &&
+      HEX.test(id) &&
+      HEX.test(encryptionSalt) &&
+      HEX.test(integritySalt) &&
+      ivText.length === 22 &&
+      macText.length === 43 &&
+      encryptedText.length > 0 &&
+      isCanonicalBase64url(ivText) &&
+      isCanonicalBase64url(macText) &&
+      isCanonicalBase64url(encryptedText)
+    )
   }
 
   async unseal(value: string): Promise<{ session: SealedSession; rotated: boolean } | null> {

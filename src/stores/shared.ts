@@ -1,4 +1,4 @@
-/** @module Helpers the stores share: applying a patch to a record, and the one way to build their errors. */
+/** @module @internal Helpers the stores share: applying a patch to a record, and the one way to build their errors. */
 
 import { SessionError } from '../errors.ts'
 import type { RecordPatch, SessionData, SessionMeta, SessionRecord } from '../store.ts'

@@ -139,7 +139,7 @@ describe.each([
 })
 
 describe('a tampered chunked seal never opens the session', () => {
-  it('whatever chunk is changed, dropped, repeated or swapped', async () => {
+  it('whatever chunk is changed, dropped or swapped', async () => {
     const { reader, jar, session } = await established(cookieStore(), { user: 'ada', pad: 'x'.repeat(9000) })
     const chunks = [...jar.cookies]
     expect(chunks.length).toBeGreaterThan(2)
@@ -156,7 +156,6 @@ describe('a tampered chunked seal never opens the session', () => {
           ),
         ),
       fc.nat(chunks.length - 1).map((i) => chunks.filter((_, k) => k !== i)),
-      fc.nat(chunks.length - 1).map((i) => [...chunks, [chunks[i]?.[0] as string, 'A'] as [string, string]]),
       fc
         .tuple(fc.nat(chunks.length - 1), fc.nat(chunks.length - 1))
         .map(([i, j]) =>
@@ -171,6 +170,30 @@ describe('a tampered chunked seal never opens the session', () => {
         const cookie = header(pairs)
         fc.pre(cookie !== jar.header() && !NOT_IN_A_HEADER.test(cookie))
         await expectFresh(reader, cookie, session.id)
+      }),
+      { numRuns: 150 },
+    )
+  })
+})
+
+describe('cookies a user did not choose cannot push a sealed session out', () => {
+  it('a duplicated or stray chunk, anywhere in the header, never stops the genuine run from opening', async () => {
+    const { reader, jar, session } = await established(cookieStore(), { user: 'ada', pad: 'x'.repeat(9000) })
+    const chunks = [...jar.cookies]
+    const junk = fc.tuple(
+      fc.constantFrom(...chunks.map(([name]) => name), 'sid.3', 'sid.4', 'sid'),
+      fc.stringMatching(/^[A-Za-z0-9*_.-]{1,60}$/),
+    )
+    await fc.assert(
+      fc.asyncProperty(fc.array(junk, { maxLength: 1 }), fc.nat(), async (extra, at) => {
+        // One planted value per name at most besides the genuine one (two values per index are tried).
+        const pairs = [...chunks]
+        for (const pair of extra) pairs.splice(at % (pairs.length + 1), 0, pair as [string, string])
+        const header = pairs.map(([name, part]) => `${name}=${part}`).join('; ')
+        const opened = await reader.load(new Request('https://app.example/', { headers: { cookie: header } }))
+        expect(opened.isNew).toBe(false)
+        expect(opened.id).toBe(session.id)
+        expect(opened.get('user')).toBe('ada')
       }),
       { numRuns: 150 },
     )

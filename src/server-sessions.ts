@@ -1,0 +1,187 @@
+/**
+ * @module Sessions behind a signed id: the browser holds `<id>.<signature>`, the record lives in a server store
+ * under `base64url(SHA-256(id))`.
+ */
+
+import { MAX_COOKIE_CANDIDATES, readCookies } from './cookie.ts'
+import { createSessionId, hashKey, IdSigner, isSignedIdShape } from './crypto.ts'
+import { SessionError } from './errors.ts'
+import { Lifetimes, timesOf } from './lifetimes.ts'
+import type { ResolvedSessionsOptions } from './options.ts'
+import {
+  createState,
+  hasData,
+  type RequestInfo,
+  Session,
+  type SessionBinding,
+  type SessionState,
+  STATE,
+  settle,
+} from './session.ts'
+import { appendSetCookies, SetCookieWriter } from './set-cookie.ts'
+import type { RecordPatch, ServerStore, SessionMeta, StoreContext } from './store.ts'
+import { callStore } from './store-call.ts'
+
+export class ServerSessions<Data extends object> {
+  readonly options: ResolvedSessionsOptions
+  readonly #store: ServerStore
+  readonly #signer: IdSigner
+  readonly #lifetimes: Lifetimes
+  readonly #cookies: SetCookieWriter
+
+  constructor(options: ResolvedSessionsOptions, store: ServerStore, secrets: readonly string[]) {
+    this.options = options
+    this.#store = store
+    this.#signer = new IdSigner(secrets)
+    this.#lifetimes = new Lifetimes(options, store.minTouchInterval ?? 0)
+    this.#cookies = new SetCookieWriter(options.cookie)
+  }
+
+  async load(request: Request, env?: unknown): Promise<Session<Data>> {
+    const info: RequestInfo = { url: request.url, env }
+    const binding: SessionBinding = { key: null, rotated: false, signed: null, cookies: [] }
+    const name = this.options.cookie.name
+    const cookies = readCookies(request.headers.get('cookie'), name)
+    let tried = 0
+    for (let i = 0; i < cookies.length; i++) {
+      const [cookieName, value] = cookies[i] as [string, string]
+      if (cookieName !== name) continue
+      binding.cookies = [name]
+      if (!isSignedIdShape(value)) continue
+      if (++tried > MAX_COOKIE_CANDIDATES) break
+      // A value verified before needs no await: most requests carry one.
+      const verified = this.#signer.cached(value) ?? (await this.#signer.verify(value))
+      if (!verified) continue
+      // A signed id: the store decides whether it is still a session. A missing or expired record does not end
+      // the search (a stale cookie may precede the live one); a client never chooses its id.
+      const store = this.#store
+      const answer = this.#call(env, 'read', (ctx) => store.get(verified.key, ctx))
+      const record = answer instanceof Promise ? await answer : answer
+      if (!record || !this.#lifetimes.isLive(record.meta, this.#lifetimes.now())) continue
+      binding.key = verified.key
+      binding.rotated = verified.rotated
+      binding.signed = verified.rotated ? null : value
+      return this.#wrap(createState(verified.id, record.meta, info, binding, record.data))
+    }
+    const now = this.#lifetimes.now()
+    return this.#wrap(createState(createSessionId(), this.#lifetimes.start(now), info, binding))
+  }
+
+  async commit(session: Session<Data>, response: Response): Promise<Response> {
+    const state = session[STATE]
+    const { binding, request } = state
+    const name = this.options.cookie.name
+    const now = this.#lifetimes.now()
+    const setCookies: string[] = []
+
+    if (state.phase === 'destroyed') {
+      if (binding.key !== null) {
+        const key = binding.key
+        await this.#call(request.env, 'delete', (ctx) => this.#store.delete(key, ctx))
+        binding.key = null
+      }
+      if (binding.cookies.length > 0) setCookies.push(this.#cookies.clear(name, request.url))
+      binding.cookies = []
+    } else if (state.phase === 'regenerated' || (state.phase === 'unsaved' && hasData(state))) {
+      // A whole record under a new id: a new session, or a regenerated one replacing its old record.
+      const meta = this.#lifetimes.written(state, now)
+      // A copy: the session may still change after commit, and a store may keep what it was given.
+      const record = { data: Object.assign(Object.create(null), state.data), meta }
+      const [key, value] = await this.#keyAndCookie(state.id)
+      const replaces = binding.key ?? undefined
+      const written = await this.#call(request.env, 'write', (ctx) =>
+        this.#store.set(key, record, this.#ttl(meta, now), ctx, replaces),
+      )
+      if (!written) return this.#ended(session, response)
+      this.#settle(state, key, value, meta)
+      setCookies.push(this.#cookies.cookie(name, value, meta.expiresAt - now, request.url))
+    } else if (state.phase === 'stored') {
+      const key = binding.key as string
+      const changed = state.changes.size > 0
+      if (changed || this.#lifetimes.touchDue(state, now)) {
+        const meta = this.#lifetimes.written(state, now)
+        const ttl = this.#ttl(meta, now)
+        const store = this.#store
+        const ok = await this.#call(request.env, 'write', (ctx) =>
+          changed || !store.touch
+            ? store.patch(key, patchOf(state, meta), ttl, ctx)
+            : store.touch(key, timesOf(meta), ttl, ctx),
+        )
+        if (!ok) return this.#ended(session, response)
+        const value = binding.signed ?? (await this.#signer.sign(state.id, key))
+        this.#settle(state, key, value, meta)
+        // The deadline moved: send the cookie again so its Max-Age follows.
+        setCookies.push(this.#cookies.cookie(name, value, meta.expiresAt - now, request.url))
+      } else if (binding.rotated) {
+        const value = await this.#signer.sign(state.id, key)
+        this.#settle(state, key, value, state.meta)
+        setCookies.push(this.#cookies.cookie(name, value, state.meta.expiresAt - now, request.url))
+      }
+    } else if (binding.cookies.length > 0) {
+      // No cookie opened a session and nothing to keep: clear ours once, so it is not checked on every request.
+      setCookies.push(this.#cookies.clear(name, request.url))
+      binding.cookies = []
+    }
+    return appendSetCookies(response, setCookies)
+  }
+
+  async count(env?: unknown): Promise<number> {
+    const store = this.#store
+    if (!store.count)
+      throw new SessionError('ERR_UNSUPPORTED', `The ${store.name} store cannot count sessions`)
+    const count = store.count.bind(store)
+    return await this.#call(env, 'count', (ctx) => count(ctx))
+  }
+
+  #wrap(state: SessionState): Session<Data> {
+    return new Session<Data>(state, createSessionId)
+  }
+
+  /** The storage key and the signed cookie value of a new id: two independent Web Crypto calls, run together. */
+  #keyAndCookie(id: string): Promise<[string, string]> {
+    const key = hashKey(id)
+    return Promise.all([key, this.#signer.sign(id, key)])
+  }
+
+  #ttl(meta: SessionMeta, now: number): number {
+    return Math.max(meta.expiresAt - now, this.#store.minTtl ?? 1)
+  }
+
+  /** After a successful write: the session is now the stored one. */
+  #settle(state: SessionState, key: string, signed: string, meta: SessionMeta): void {
+    state.binding.key = key
+    state.binding.signed = signed
+    settle(state, meta, [this.options.cookie.name])
+  }
+
+  /**
+   * A write found the record gone (destroyed or regenerated by a concurrent request, or expired): the session
+   * ends. Its cookie is left alone: the request that destroyed the record clears it, and the one that regenerated
+   * it sends the new cookie, which a clearing sent from here could overwrite in the browser, ending the session
+   * it moved to. A stale cookie opens nothing anyway.
+   */
+  #ended(session: Session<Data>, response: Response): Response {
+    const state = session[STATE]
+    session.destroy()
+    state.binding.key = null
+    state.binding.cookies = []
+    return response
+  }
+
+  /** A store call with the timeout applied and every failure turned into `ERR_STORE`. */
+  #call<T>(env: unknown, operation: string, run: (ctx: StoreContext) => T | Promise<T>): T | Promise<T> {
+    return callStore(this.#store, this.options.storeTimeout, env, operation, run)
+  }
+}
+
+/** The changed keys, and which of the set ones are flash values: a change set, never a whole list. */
+function patchOf(state: SessionState, meta: SessionMeta): RecordPatch {
+  const patch: RecordPatch = { set: Object.create(null), delete: [], flash: [], meta: timesOf(meta) }
+  for (const [key, isSet] of state.changes) {
+    if (isSet) {
+      patch.set[key] = state.data[key]
+      if (state.flash.has(key)) patch.flash.push(key)
+    } else patch.delete.push(key)
+  }
+  return patch
+}
