@@ -17,7 +17,6 @@ import type { ResolvedSessionsOptions } from './options.ts'
 import {
   createState,
   hasData,
-  type RequestInfo,
   Session,
   type SessionBinding,
   type SessionState,
@@ -26,6 +25,7 @@ import {
 } from './session.ts'
 import { appendSetCookies, SetCookieWriter } from './set-cookie.ts'
 import type { CookieStore, SealedSession, Sealer } from './store.ts'
+import { hashUserId, requestInfo, type UserSession } from './user-sessions.ts'
 
 type Unsealed = { session: SealedSession; rotated: boolean }
 
@@ -50,7 +50,7 @@ export class CookieSessions<Data extends object> {
   }
 
   async load(request: Request, env?: unknown): Promise<Session<Data>> {
-    const info: RequestInfo = { url: request.url, env }
+    const info = requestInfo(request, env)
     const name = this.options.cookie.name
     const maxChunks = this.#store.maxChunks
     const cookies = readCookies(request.headers.get('cookie'), name)
@@ -59,6 +59,7 @@ export class CookieSessions<Data extends object> {
       rotated: false,
       signed: null,
       cookies: ownCookieNames(name, cookies, maxChunks),
+      user: undefined,
     }
     const now = this.#lifetimes.now()
     let tried = 0
@@ -94,6 +95,8 @@ export class CookieSessions<Data extends object> {
     if (!written && state.changes.size === 0 && !binding.rotated && !this.#lifetimes.touchDue(state, now))
       return response
 
+    const user = state.user
+    if (user && user.key === null) user.key = await hashUserId(user.id)
     const meta = this.#lifetimes.written(state, now)
     const sealed: SealedSession = { id: state.id, data: { ...state.data }, meta }
     const value = await this.#sealer.seal(sealed)
@@ -118,13 +121,33 @@ export class CookieSessions<Data extends object> {
   }
 
   async count(): Promise<number> {
-    throw new SessionError(
-      'ERR_UNSUPPORTED',
-      'Sessions sealed in cookies cannot be counted: the server keeps no record of them',
-    )
+    throw unsupported('counted')
+  }
+
+  async listUserSessions(): Promise<UserSession[]> {
+    throw unsupported('listed per user')
+  }
+
+  async revokeUserSession(): Promise<boolean> {
+    throw unsupported('revoked')
+  }
+
+  async revokeUserSessions(): Promise<number> {
+    throw unsupported('revoked')
+  }
+
+  async countUsers(): Promise<number> {
+    throw unsupported('counted per user')
   }
 
   #wrap(state: SessionState): Session<Data> {
     return new Session<Data>(state, createSessionId)
   }
+}
+
+function unsupported(what: string): SessionError {
+  return new SessionError(
+    'ERR_UNSUPPORTED',
+    `Sessions sealed in cookies cannot be ${what}: the server keeps no record of them`,
+  )
 }

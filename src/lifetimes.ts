@@ -46,6 +46,9 @@ export class Lifetimes {
     const createdAt = state.phase === 'unsaved' || state.renew ? now : state.meta.createdAt
     const meta: SessionMeta = { createdAt, lastSeenAt: now, expiresAt: this.deadline(createdAt, now) }
     if (state.flash.size > 0) meta.flash = [...state.flash]
+    meta.handle = state.handle
+    const user = state.user
+    if (user?.key) meta.user = { id: user.id, key: user.key, agent: user.agent, label: user.label }
     return meta
   }
 

@@ -45,6 +45,11 @@ export interface SessionsOptions {
   storeTimeout?: number
   /** The clock, in ms since the epoch. Default `Date.now`. */
   now?: () => number
+  /**
+   * At a `setUser` commit, the user's least recently seen sessions beyond this many are revoked (never the one
+   * being committed). Default: no limit. Server stores only.
+   */
+  maxSessionsPerUser?: number
 }
 
 /** The cookie options in force. */
@@ -61,6 +66,7 @@ export interface ResolvedSessionsOptions {
   readonly touchInterval: number
   readonly storeTimeout: number
   readonly now: () => number
+  readonly maxSessionsPerUser: number | undefined
 }
 
 export const DEFAULTS = Object.freeze({
@@ -79,6 +85,7 @@ const OPTION_NAMES = [
   'touchInterval',
   'storeTimeout',
   'now',
+  'maxSessionsPerUser',
 ] as const
 const COOKIE_OPTION_NAMES = [
   'name',
@@ -189,7 +196,18 @@ function resolveTiming(options: SessionsOptions, store: SessionStore) {
   if (typeof now !== 'function')
     throw configError('options.now must be a function returning ms since the epoch')
   if (store.kind !== 'cookie') store.validate?.({ idleTimeout, absoluteTimeout, touchInterval })
-  return { idleTimeout, absoluteTimeout, touchInterval, storeTimeout, now }
+  const maxSessionsPerUser = options.maxSessionsPerUser
+  if (maxSessionsPerUser !== undefined) {
+    if (
+      typeof maxSessionsPerUser !== 'number' ||
+      !Number.isInteger(maxSessionsPerUser) ||
+      maxSessionsPerUser < 1
+    )
+      throw configError(`maxSessionsPerUser must be a positive integer, got ${String(maxSessionsPerUser)}`)
+    if (store.kind === 'cookie')
+      throw configError('maxSessionsPerUser needs a server store: sealed cookies keep no record to revoke')
+  }
+  return { idleTimeout, absoluteTimeout, touchInterval, storeTimeout, now, maxSessionsPerUser }
 }
 
 function resolveCookie(options: CookieOptions | undefined): ResolvedCookieOptions {

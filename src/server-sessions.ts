@@ -11,7 +11,6 @@ import type { ResolvedSessionsOptions } from './options.ts'
 import {
   createState,
   hasData,
-  type RequestInfo,
   Session,
   type SessionBinding,
   type SessionState,
@@ -19,8 +18,9 @@ import {
   settle,
 } from './session.ts'
 import { appendSetCookies, SetCookieWriter } from './set-cookie.ts'
-import type { RecordPatch, ServerStore, SessionMeta, StoreContext } from './store.ts'
-import { callStore } from './store-call.ts'
+import type { RecordPatch, ServerStore, SessionMeta, SessionUser, StoreContext } from './store.ts'
+import { type CallEntries, callStore } from './store-call.ts'
+import { hashUserId, legacyHandle, requestInfo, type UserSession, UserSessions } from './user-sessions.ts'
 
 export class ServerSessions<Data extends object> {
   readonly options: ResolvedSessionsOptions
@@ -28,18 +28,20 @@ export class ServerSessions<Data extends object> {
   readonly #signer: IdSigner
   readonly #lifetimes: Lifetimes
   readonly #cookies: SetCookieWriter
+  readonly #users: UserSessions
 
   constructor(options: ResolvedSessionsOptions, store: ServerStore, secrets: readonly string[]) {
     this.options = options
     this.#store = store
     this.#signer = new IdSigner(secrets)
     this.#lifetimes = new Lifetimes(options, store.minTouchInterval ?? 0)
+    this.#users = new UserSessions(store, options, this.#lifetimes)
     this.#cookies = new SetCookieWriter(options.cookie)
   }
 
   async load(request: Request, env?: unknown): Promise<Session<Data>> {
-    const info: RequestInfo = { url: request.url, env }
-    const binding: SessionBinding = { key: null, rotated: false, signed: null, cookies: [] }
+    const info = requestInfo(request, env)
+    const binding: SessionBinding = { key: null, rotated: false, signed: null, cookies: [], user: undefined }
     const name = this.options.cookie.name
     const cookies = readCookies(request.headers.get('cookie'), name)
     let tried = 0
@@ -61,7 +63,18 @@ export class ServerSessions<Data extends object> {
       binding.key = verified.key
       binding.rotated = verified.rotated
       binding.signed = verified.rotated ? null : value
-      return this.#wrap(createState(verified.id, record.meta, info, binding, record.data))
+      const { handle, user } = record.meta
+      if (user && handle) binding.user = { user: user.key, handle }
+      // A record written before handles existed gets one derived from its key: stable, and no bearer token.
+      const state = createState(
+        verified.id,
+        record.meta,
+        info,
+        binding,
+        record.data,
+        handle ?? (await legacyHandle(verified.key)),
+      )
+      return this.#wrap(state)
     }
     const now = this.#lifetimes.now()
     return this.#wrap(createState(createSessionId(), this.#lifetimes.start(now), info, binding))
@@ -77,24 +90,32 @@ export class ServerSessions<Data extends object> {
     if (state.phase === 'destroyed') {
       if (binding.key !== null) {
         const key = binding.key
-        await this.#call(request.env, 'delete', (ctx) => this.#store.delete(key, ctx))
+        await this.#call(request.env, 'delete', (ctx) => this.#store.delete(key, ctx), { user: binding.user })
         binding.key = null
+        binding.user = undefined
       }
       if (binding.cookies.length > 0) setCookies.push(this.#cookies.clear(name, request.url))
       binding.cookies = []
     } else if (state.phase === 'regenerated' || (state.phase === 'unsaved' && hasData(state))) {
       // A whole record under a new id: a new session, or a regenerated one replacing its old record.
+      const [key, value] = await this.#keyAndCookie(state.id, state)
       const meta = this.#lifetimes.written(state, now)
       // A copy: the session may still change after commit, and a store may keep what it was given.
       const record = { data: Object.assign(Object.create(null), state.data), meta }
-      const [key, value] = await this.#keyAndCookie(state.id)
       const replaces = binding.key ?? undefined
-      const written = await this.#call(request.env, 'write', (ctx) =>
-        this.#store.set(key, record, this.#ttl(meta, now), ctx, replaces),
+      const entry = meta.user ? { user: meta.user.key, handle: state.handle } : undefined
+      const written = await this.#call(
+        request.env,
+        'write',
+        (ctx) => this.#store.set(key, record, this.#ttl(meta, now), ctx, replaces),
+        { user: entry, replacedUser: binding.user },
       )
       if (!written) return this.#ended(session, response)
+      const bound = state.userChanged && meta.user !== undefined
       this.#settle(state, key, value, meta)
       setCookies.push(this.#cookies.cookie(name, value, meta.expiresAt - now, request.url))
+      if (bound && this.#users.limit !== undefined)
+        await this.#users.trim(meta.user as SessionUser, key, request.env)
     } else if (state.phase === 'stored') {
       const key = binding.key as string
       const changed = state.changes.size > 0
@@ -102,10 +123,14 @@ export class ServerSessions<Data extends object> {
         const meta = this.#lifetimes.written(state, now)
         const ttl = this.#ttl(meta, now)
         const store = this.#store
-        const ok = await this.#call(request.env, 'write', (ctx) =>
-          changed || !store.touch
-            ? store.patch(key, patchOf(state, meta), ttl, ctx)
-            : store.touch(key, timesOf(meta), ttl, ctx),
+        const ok = await this.#call(
+          request.env,
+          'write',
+          (ctx) =>
+            changed || !store.touch
+              ? store.patch(key, patchOf(state, meta), ttl, ctx)
+              : store.touch(key, timesOf(meta), ttl, ctx),
+          { user: binding.user },
         )
         if (!ok) return this.#ended(session, response)
         const value = binding.signed ?? (await this.#signer.sign(state.id, key))
@@ -133,14 +158,40 @@ export class ServerSessions<Data extends object> {
     return await this.#call(env, 'count', (ctx) => count(ctx))
   }
 
+  listUserSessions(userId: string, env?: unknown): Promise<UserSession[]> {
+    return this.#users.list(userId, env)
+  }
+
+  revokeUserSession(userId: string, handle: string, env?: unknown): Promise<boolean> {
+    return this.#users.revokeOne(userId, handle, env)
+  }
+
+  revokeUserSessions(userId: string, options: { except?: string } = {}, env?: unknown): Promise<number> {
+    return this.#users.revokeAll(userId, options, env)
+  }
+
+  countUsers(env?: unknown): Promise<number> {
+    return this.#users.count(env)
+  }
+
   #wrap(state: SessionState): Session<Data> {
     return new Session<Data>(state, createSessionId)
   }
 
-  /** The storage key and the signed cookie value of a new id: two independent Web Crypto calls, run together. */
-  #keyAndCookie(id: string): Promise<[string, string]> {
+  /**
+   * The storage key and the signed cookie value of a new id: independent Web Crypto calls, run together; with
+   * them the key of a user `setUser` named.
+   */
+  async #keyAndCookie(id: string, state: SessionState): Promise<[string, string]> {
     const key = hashKey(id)
-    return Promise.all([key, this.#signer.sign(id, key)])
+    const user = state.user
+    const [storageKey, value, userKey] = await Promise.all([
+      key,
+      this.#signer.sign(id, key),
+      user && user.key === null ? hashUserId(user.id) : undefined,
+    ])
+    if (user && userKey !== undefined) user.key = userKey
+    return [storageKey, value]
   }
 
   #ttl(meta: SessionMeta, now: number): number {
@@ -165,12 +216,18 @@ export class ServerSessions<Data extends object> {
     session.destroy()
     state.binding.key = null
     state.binding.cookies = []
+    state.binding.user = undefined
     return response
   }
 
   /** A store call with the timeout applied and every failure turned into `ERR_STORE`. */
-  #call<T>(env: unknown, operation: string, run: (ctx: StoreContext) => T | Promise<T>): T | Promise<T> {
-    return callStore(this.#store, this.options.storeTimeout, env, operation, run)
+  #call<T>(
+    env: unknown,
+    operation: string,
+    run: (ctx: StoreContext) => T | Promise<T>,
+    entries?: CallEntries,
+  ): T | Promise<T> {
+    return callStore(this.#store, this.options.storeTimeout, env, operation, run, entries)
   }
 }
 

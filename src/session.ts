@@ -1,7 +1,8 @@
 /** @module The Session a handler reads and writes: data, change tracking, flash, regenerate, destroy. No I/O. */
 
+import { encodeBase64url } from './crypto.ts'
 import { SessionError } from './errors.ts'
-import type { SessionData, SessionMeta } from './store.ts'
+import type { SessionData, SessionMeta, SessionUser, UserEntry } from './store.ts'
 
 /** Deepest nesting accepted in a value, so a hostile structure cannot exhaust the stack. */
 const MAX_DEPTH = 64
@@ -35,6 +36,12 @@ export interface SessionState {
   touchRequested: boolean
   /** `regenerate({ renew: true })`: the next write starts a new absolute lifetime. */
   renew: boolean
+  /** The handle of the current id: a new one with every new id. */
+  handle: string
+  /** The user the session is (or, after `setUser`, will be) bound to; `key` is null until the commit hashes it. */
+  user: PendingUser | null
+  /** `setUser()` was called: the commit binds (or unbinds) the user and applies `maxSessionsPerUser`. */
+  userChanged: boolean
   /** The request this session was loaded for. */
   readonly request: RequestInfo
   /** How the session is tied to its record and the browser's cookies: changes as commits land. */
@@ -47,7 +54,12 @@ export interface RequestInfo {
   readonly url: string
   /** The `env` given to `load()`, passed on to the store. */
   readonly env: unknown
+  /** The request's User-Agent, first 256 characters, or null: what `setUser` records. */
+  readonly agent: string | null
 }
+
+/** A user as the session holds it: a stored `SessionUser`, or one `setUser` named whose key is not hashed yet. */
+export type PendingUser = Omit<SessionUser, 'key'> & { key: string | null }
 
 /** The session's record and cookies as the store and the browser hold them now; owned by the sessions layer. */
 export interface SessionBinding {
@@ -57,11 +69,24 @@ export interface SessionBinding {
   rotated: boolean
   /** The signed cookie value naming this session, when current (not rotated): re-sent without signing. */
   signed: string | null
+  /** The stored record's entry in its user's index, when it is bound to a user. */
+  user: UserEntry | undefined
   /** The session's own cookie names the browser holds (chunks included), to clear or replace. */
   cookies: string[]
 }
 
 export const STATE: unique symbol = Symbol('edge-session.state')
+
+/** Longest label `setUser` keeps; longer ones are cut. */
+export const MAX_LABEL = 128
+/** Longest User-Agent a session records. */
+export const MAX_AGENT = 256
+
+/** Options of {@link Session.setUser}. */
+export interface SetUserOptions {
+  /** A name for this device or login, shown in the user's session list (at most 128 characters; longer is cut). */
+  label?: string
+}
 
 /** Options of {@link Session.regenerate}. */
 export interface RegenerateOptions<Data> {
@@ -109,6 +134,19 @@ export class Session<Data extends object = SessionData> {
   /** When the session ends unless extended by activity, ms since the epoch. */
   get expiresAt(): number {
     return this[STATE].meta.expiresAt
+  }
+
+  /** The user this session is bound to (`setUser`), or null. */
+  get userId(): string | null {
+    return this[STATE].user?.id ?? null
+  }
+
+  /**
+   * An opaque name of the current id, safe to render in HTML and to send to the user's other devices: what
+   * `listUserSessions` shows and `revokeUserSession` takes. Not a bearer token. It changes with the id.
+   */
+  get handle(): string {
+    return this[STATE].handle
   }
 
   /** True after `destroy()`. */
@@ -176,8 +214,41 @@ export class Session<Data extends object = SessionData> {
     }
     if (state.phase === 'stored') state.phase = 'regenerated'
     state.id = this.#createId()
+    state.handle = createHandle()
     state.changes.clear()
     if (options.renew === true) state.renew = true
+    return this
+  }
+
+  /**
+   * Binds the session to a user at commit (log in), or unbinds it with `null` (log out, keeping the session).
+   * Implies `regenerate({ renew: true })`: a new id, handle and absolute lifetime, so an id planted before login is
+   * worthless after it. Records the request's User-Agent and the optional label for the user's session list.
+   */
+  setUser(userId: string | null, options: SetUserOptions = {}): this {
+    this.#assertActive('setUser')
+    if (userId !== null && (typeof userId !== 'string' || userId.length === 0 || userId.length > 1024)) {
+      throw new SessionError(
+        'ERR_SERIALIZE',
+        'setUser() needs a user id: a string of 1 to 1024 characters, or null',
+      )
+    }
+    const label = options.label
+    if (label !== undefined && typeof label !== 'string') {
+      throw new SessionError('ERR_SERIALIZE', 'setUser(): label must be a string')
+    }
+    this.regenerate({ renew: true })
+    const state = this[STATE]
+    state.user =
+      userId === null
+        ? null
+        : {
+            id: userId,
+            key: null,
+            agent: state.request.agent,
+            label: label === undefined ? null : label.slice(0, MAX_LABEL),
+          }
+    state.userChanged = true
     return this
   }
 
@@ -221,6 +292,7 @@ export function createState(
   request: RequestInfo,
   binding: SessionBinding,
   data?: SessionData,
+  handle: string = meta.handle ?? createHandle(),
 ): SessionState {
   const found = data !== undefined
   const state: SessionState = {
@@ -233,6 +305,9 @@ export function createState(
     flash: new Set(),
     touchRequested: false,
     renew: false,
+    handle,
+    user: meta.user ?? null,
+    userChanged: false,
     request,
     binding,
   }
@@ -250,6 +325,14 @@ export function settle(state: SessionState, meta: SessionMeta, cookies: string[]
   state.changes.clear()
   state.touchRequested = false
   state.renew = false
+  state.userChanged = false
+  state.user = meta.user ?? null
+  state.binding.user = meta.user && meta.handle ? { user: meta.user.key, handle: meta.handle } : undefined
+}
+
+/** A new handle: 132 random bits, base64url (22 characters). */
+export function createHandle(): string {
+  return encodeBase64url(crypto.getRandomValues(new Uint8Array(17))).slice(0, 22)
 }
 
 /** True when the session holds any data. */

@@ -14,7 +14,10 @@ import { ServerSessions } from './server-sessions.ts'
 import type { Session } from './session.ts'
 import type { ServerStore, SessionData } from './store.ts'
 
+import type { UserSession } from './user-sessions.ts'
+
 export type { CookieOptions, ResolvedSessionsOptions, SessionsOptions } from './options.ts'
+export type { UserSession } from './user-sessions.ts'
 
 export interface Sessions<Data extends object = SessionData> {
   readonly options: ResolvedSessionsOptions
@@ -32,6 +35,17 @@ export interface Sessions<Data extends object = SessionData> {
   commit(session: Session<Data>, response: Response): Promise<Response>
   /** Live sessions, where the store can count them; rejects with `ERR_UNSUPPORTED` where it cannot. */
   count(env?: unknown): Promise<number>
+  /**
+   * The user's live sessions (bound with `setUser`), most recently seen first: handle, times, User-Agent and
+   * label. Nothing in the list opens a session. Rejects with `ERR_UNSUPPORTED` on the cookie store.
+   */
+  listUserSessions(userId: string, env?: unknown): Promise<UserSession[]>
+  /** Ends the user's session named by `handle` (its next request gets a fresh session); false when none. */
+  revokeUserSession(userId: string, handle: string, env?: unknown): Promise<boolean>
+  /** Ends every session of the user ("log out everywhere"), but the one `except` names; resolves how many. */
+  revokeUserSessions(userId: string, options?: { except?: string }, env?: unknown): Promise<number>
+  /** Distinct users with at least one live session ("users online"). */
+  countUsers(env?: unknown): Promise<number>
 }
 
 /**

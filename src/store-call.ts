@@ -4,15 +4,25 @@
  */
 
 import { isSessionError, SessionError } from './errors.ts'
-import type { ServerStore, StoreContext } from './store.ts'
+import type { ServerStore, StoreContext, UserEntry } from './store.ts'
+
+/** The user-index entries a call concerns (see `StoreContext`). */
+export interface CallEntries {
+  user?: UserEntry | undefined
+  replacedUser?: UserEntry | undefined
+}
 
 /** A store call's context, whose AbortSignal is made only when the store reads it. */
 class CallContext implements StoreContext {
   readonly env: unknown
+  readonly user?: UserEntry
+  readonly replacedUser?: UserEntry
   #controller: AbortController | undefined
 
-  constructor(env: unknown) {
+  constructor(env: unknown, entries: CallEntries | undefined) {
     this.env = env
+    if (entries?.user) this.user = entries.user
+    if (entries?.replacedUser) this.replacedUser = entries.replacedUser
   }
 
   get signal(): AbortSignal {
@@ -40,8 +50,9 @@ export function callStore<T>(
   env: unknown,
   operation: string,
   run: (ctx: StoreContext) => T | Promise<T>,
+  entries?: CallEntries,
 ): T | Promise<T> {
-  const ctx = new CallContext(env)
+  const ctx = new CallContext(env, entries)
   let answer: T | Promise<T>
   try {
     answer = run(ctx)

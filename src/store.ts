@@ -21,10 +21,36 @@ export interface SessionTimes {
   expiresAt: number
 }
 
-/** A record's metadata: its times, and which data keys hold flash values. */
+/** The user a session is bound to (`session.setUser()`), and what a device list shows of it. */
+export interface SessionUser {
+  /** The app's user id, as given to `setUser`. Kept in the record so `session.userId` works; never in a key name. */
+  id: string
+  /** `base64url(SHA-256(id))`: what stores name the user's index by. */
+  key: string
+  /** The User-Agent of the request that bound the session (first 256 characters), or null. */
+  agent: string | null
+  /** The label given to `setUser` (at most 128 characters), or null. */
+  label: string | null
+}
+
+/** A record's metadata: its times, its handle, its user, and which data keys hold flash values. */
 export interface SessionMeta extends SessionTimes {
   /** Data keys set with `flash()`: removed by their next read. Absent when empty. */
   flash?: string[]
+  /**
+   * An opaque name of this session id (22 base64url characters, 132 random bits): what a device list shows and a
+   * revocation names. Not a bearer token. Absent in records written before it existed.
+   */
+  handle?: string
+  /** The user the session is bound to; absent for an anonymous session. */
+  user?: SessionUser
+}
+
+/** A session's entry in its user's index: its storage key and its handle. */
+export interface UserEntry {
+  /** The user's key (`SessionUser.key`). */
+  readonly user: string
+  readonly handle: string
 }
 
 export interface SessionRecord {
@@ -54,6 +80,14 @@ export interface StoreContext {
   env: unknown
   /** Aborted when the call exceeds `storeTimeout`; stores that do I/O should pass it on. */
   signal: AbortSignal
+  /**
+   * The user-index entry of the record this call writes, touches or deletes, when the record is bound to a user:
+   * a store that keeps an index per user updates that entry in the same step (so its scripts can name the
+   * index's key up front). Absent for anonymous sessions.
+   */
+  user?: UserEntry
+  /** For a `set` that `replaces` a record bound to a user: that record's entry, removed with it. */
+  replacedUser?: UserEntry
 }
 
 /** Limits a store places on the sessions' options, checked when `createSessions` is called. */
@@ -116,6 +150,23 @@ export interface ServerStore {
   delete(key: string, ctx: StoreContext): Awaitable<void>
   /** Live sessions. Optional: `sessions.count()` rejects with `ERR_UNSUPPORTED` without it. */
   count?(ctx: StoreContext): Awaitable<number>
+
+  // Sessions per user. A store that has these keeps, for every record whose `meta.user` is set, an entry in that
+  // user's index, written, extended, moved and removed together with the record (atomically where it can), and
+  // expiring with it: the index never outlives its sessions and needs no background job. Without them,
+  // `listUserSessions`, `revokeUserSession(s)` and `countUsers` reject with `ERR_UNSUPPORTED`.
+
+  /** The entries of a user's index whose records are live by the store's expiry. One round trip. */
+  userEntries?(user: string, ctx: StoreContext): Awaitable<Array<{ key: string; handle: string }>>
+  /** Several records at once, in the order of `keys` (null where missing). One round trip. */
+  getMany?(keys: readonly string[], ctx: StoreContext): Awaitable<Array<SessionRecord | null>>
+  /**
+   * Deletes the records of `keys` that belong to `user`, with their index entries, in one round trip; keys of
+   * another user's sessions are left alone. Resolves how many it deleted.
+   */
+  revokeUser?(user: string, keys: readonly string[], ctx: StoreContext): Awaitable<number>
+  /** Distinct users with at least one live session, by the store's expiry. One round trip. */
+  countUsers?(ctx: StoreContext): Awaitable<number>
 }
 
 /** What a cookie store seals: the whole session. */

@@ -9,6 +9,7 @@
 
 import { createSessions, SessionError, type SessionStore, type SessionsOptions } from 'edge-session'
 import { describe, expect, it } from 'vitest'
+import { describeUserSessions } from './conformance-users.ts'
 import { type CountingStore, countingStore, type StoreCall } from './support/counting-store.ts'
 import { CookieJar, manualClock } from './support/jar.ts'
 
@@ -629,6 +630,7 @@ export function describeStoreConformance(options: ConformanceOptions): void {
     })
 
     if (options.kind === 'server') describeServerStore()
+    describeUserSessions({ kind: options.kind, createStore: options.createStore, env })
 
     if (options.realTimeExpiry) {
       it('forgets a record once its TTL has passed, by the store itself', async () => {

@@ -199,6 +199,10 @@ interface Payload {
   l: number
   e: number
   f?: string[]
+  /** The handle. */
+  h?: string
+  /** The user: id, key, agent, label. */
+  u?: [string, string, string | null, string | null]
 }
 
 function toPayload(session: SealedSession): Payload {
@@ -211,6 +215,8 @@ function toPayload(session: SealedSession): Payload {
     e: meta.expiresAt,
   }
   if (meta.flash && meta.flash.length > 0) payload.f = meta.flash
+  if (meta.handle !== undefined) payload.h = meta.handle
+  if (meta.user) payload.u = [meta.user.id, meta.user.key, meta.user.agent, meta.user.label]
   return payload
 }
 
@@ -223,6 +229,24 @@ function fromPayload(value: unknown): SealedSession | null {
   if (p.f !== undefined) {
     if (!Array.isArray(p.f) || !p.f.every((key) => typeof key === 'string')) return null
     meta.flash = p.f
+  }
+  if (p.h !== undefined) {
+    if (typeof p.h !== 'string') return null
+    meta.handle = p.h
+  }
+  if (p.u !== undefined) {
+    const u: unknown[] = Array.isArray(p.u) ? p.u : []
+    const [id, key, agent, label] = u
+    const optional = (v: unknown) => v === null || typeof v === 'string'
+    if (
+      u.length !== 4 ||
+      typeof id !== 'string' ||
+      typeof key !== 'string' ||
+      !optional(agent) ||
+      !optional(label)
+    )
+      return null
+    meta.user = { id, key, agent: agent as string | null, label: label as string | null }
   }
   return { id: p.i, data: p.d, meta }
 }

@@ -49,12 +49,29 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   }
   const entries = new Map<string, Entry>()
   const deadlines = new DeadlineHeap()
+  /** User key → (storage key → handle): each user's index, changed with the records it names. */
+  const users = new Map<string, Map<string, string>>()
+
+  const unindex = (key: string, record: SessionRecord): void => {
+    const user = record.meta.user
+    if (!user) return
+    const index = users.get(user.key)
+    if (index?.delete(key) && index.size === 0) users.delete(user.key)
+  }
+
+  /** Removes a record and its index entry. */
+  const drop = (key: string): void => {
+    const entry = entries.get(key)
+    if (!entry) return
+    entries.delete(key)
+    unindex(key, entry.record)
+  }
 
   // Each call reads the clock once and passes the time on: Date.now() is a costly call on some machines.
   const live = (key: string, now: number): Entry | undefined => {
     const entry = entries.get(key)
     if (entry && entry.deadline <= now) {
-      entries.delete(key)
+      drop(key)
       return undefined
     }
     return entry
@@ -64,10 +81,17 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     const deadline = now + ttl
     const entry = entries.get(key)
     if (entry) {
+      if (entry.record.meta.user?.key !== record.meta.user?.key) unindex(key, entry.record)
       entry.record = record
       entry.deadline = deadline
     } else {
       entries.set(key, { record, deadline })
+    }
+    const user = record.meta.user
+    if (user && record.meta.handle) {
+      const index = users.get(user.key) ?? new Map<string, string>()
+      users.set(user.key, index)
+      index.set(key, record.meta.handle)
     }
     deadlines.push(deadline, key)
   }
@@ -85,9 +109,17 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       }
       if (top.deadline > now && entries.size <= maxSessions) break
       deadlines.pop()
-      entries.delete(top.key)
+      drop(top.key)
     }
     if (deadlines.size > 2 * entries.size + 1024) deadlines.rebuild(entries)
+  }
+
+  const read = (key: string): SessionRecord | null => {
+    const entry = live(key, Date.now())
+    // A copy of the data: the caller must not change the stored record through what it got.
+    return entry
+      ? { data: Object.assign(Object.create(null), entry.record.data), meta: entry.record.meta }
+      : null
   }
 
   const store: MemoryStore = {
@@ -96,18 +128,12 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     get size() {
       return entries.size
     },
-    get(key) {
-      const entry = live(key, Date.now())
-      // A copy of the data: the caller must not change the stored record through what it got.
-      return entry
-        ? { data: Object.assign(Object.create(null), entry.record.data), meta: entry.record.meta }
-        : null
-    },
+    get: read,
     set(key, record, ttl, _ctx, replaces) {
       const now = Date.now()
       if (replaces !== undefined) {
         if (!live(replaces, now)) return false
-        entries.delete(replaces)
+        drop(replaces)
       }
       put(key, { data: Object.assign(Object.create(null), record.data), meta: record.meta }, ttl, now)
       sweep(now)
@@ -125,16 +151,47 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       const now = Date.now()
       const entry = live(key, now)
       if (!entry) return false
-      const flash = entry.record.meta.flash
-      put(key, { data: entry.record.data, meta: flash ? { ...times, flash } : times }, ttl, now)
+      put(key, { data: entry.record.data, meta: { ...entry.record.meta, ...times } }, ttl, now)
       return true
     },
     delete(key) {
-      entries.delete(key)
+      drop(key)
     },
     count() {
       sweep(Date.now())
       return entries.size
+    },
+    userEntries(user) {
+      const now = Date.now()
+      const found: Array<{ key: string; handle: string }> = []
+      for (const [key, handle] of users.get(user) ?? []) if (live(key, now)) found.push({ key, handle })
+      return found
+    },
+    getMany(keys) {
+      return keys.map(read)
+    },
+    revokeUser(user, keys) {
+      const index = users.get(user)
+      let revoked = 0
+      for (const key of keys) {
+        if (!index?.has(key)) continue
+        if (live(key, Date.now())) revoked++
+        drop(key)
+      }
+      return revoked
+    },
+    countUsers() {
+      const now = Date.now()
+      let count = 0
+      for (const index of [...users.values()]) {
+        for (const key of [...index.keys()]) {
+          if (live(key, now)) {
+            count++
+            break
+          }
+        }
+      }
+      return count
     },
   }
   return store

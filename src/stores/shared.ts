@@ -13,7 +13,9 @@ export function applyPatch(record: SessionRecord, patch: RecordPatch): SessionRe
   for (const key of Object.keys(record.data)) data[key] = record.data[key]
   for (const key of patch.delete) delete data[key]
   for (const key of Object.keys(patch.set)) data[key] = patch.set[key]
-  const meta: SessionMeta = { ...patch.meta }
+  // The record's handle and user stay; its times are the patch's; its flash markers merge.
+  const { flash: _, ...kept } = record.meta
+  const meta: SessionMeta = { ...kept, ...patch.meta }
   const flash = mergeFlash(record.meta.flash, patch)
   if (flash.length > 0) meta.flash = flash
   return { data, meta }

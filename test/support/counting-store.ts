@@ -3,7 +3,17 @@
 import type { ServerStore } from 'edge-session'
 
 export interface StoreCall {
-  method: 'get' | 'set' | 'patch' | 'touch' | 'delete' | 'count'
+  method:
+    | 'get'
+    | 'set'
+    | 'patch'
+    | 'touch'
+    | 'delete'
+    | 'count'
+    | 'userEntries'
+    | 'getMany'
+    | 'revokeUser'
+    | 'countUsers'
   key?: string
   ttl?: number
   replaces?: string
@@ -39,7 +49,31 @@ export function countingStore(store: ServerStore): CountingStore {
   if (store.minTouchInterval !== undefined)
     Object.assign(wrapped, { minTouchInterval: store.minTouchInterval })
   if (store.validate) wrapped.validate = store.validate.bind(store)
-  const { touch, count } = store
+  const { touch, count, userEntries, getMany, revokeUser, countUsers } = store
+  if (userEntries) {
+    wrapped.userEntries = (user, ctx) => {
+      calls.push({ method: 'userEntries' })
+      return userEntries.call(store, user, ctx)
+    }
+  }
+  if (getMany) {
+    wrapped.getMany = (keys, ctx) => {
+      calls.push({ method: 'getMany' })
+      return getMany.call(store, keys, ctx)
+    }
+  }
+  if (revokeUser) {
+    wrapped.revokeUser = (user, keys, ctx) => {
+      calls.push({ method: 'revokeUser' })
+      return revokeUser.call(store, user, keys, ctx)
+    }
+  }
+  if (countUsers) {
+    wrapped.countUsers = (ctx) => {
+      calls.push({ method: 'countUsers' })
+      return countUsers.call(store, ctx)
+    }
+  }
   if (touch) {
     wrapped.touch = (key, meta, ttl, ctx) => {
       calls.push({ method: 'touch', key, ttl })
