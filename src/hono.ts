@@ -16,6 +16,9 @@ export interface SessionEnv<Data extends object = SessionData> {
  * Hono middleware: `c.get('session')` in handlers, persisted and cookied after them. The Workers bindings
  * (`c.env`) reach the store, for stores that take their namespace from them.
  *
+ * Whatever Response the handler returns (a fetched one with immutable headers, a redirect, a stream), the
+ * session's `Set-Cookie` is added to it, and the cookies it carries stay, each once.
+ *
  * A store failure (down, erroring, slower than `storeTimeout`) becomes a 503 `HTTPException` whose `cause` is the
  * `SessionError`, and the response carries no session cookie.
  *
@@ -56,7 +59,12 @@ export function session<Data extends object = SessionData, E extends Env = Sessi
     } catch (error) {
       throw unavailable(error)
     }
-    if (committed !== c.res) c.res = committed
+    if (committed !== c.res) {
+      // A copy (the response's headers were immutable). Hono's c.res setter would copy the old response's
+      // Set-Cookie over the copy's, dropping the session's: unset it first, so the copy is taken as it is.
+      c.res = undefined
+      c.res = committed
+    }
   }
 }
 

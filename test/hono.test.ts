@@ -1,10 +1,15 @@
-/** @module The Hono middleware: typed c.get('session'), commit after the handler, 503 on store failure. */
+/**
+ * @module The Hono middleware: typed c.get('session'), commit after the handler whatever Response it returns,
+ * 503 on store failure. (A fetched Response: hono-fetched.test.ts.)
+ */
 
 import { createSessions, type ServerStore, SessionError } from 'edge-session'
 import { type SessionEnv, session } from 'edge-session/hono'
 import { memoryStore } from 'edge-session/stores/memory'
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
+import { setCookie } from 'hono/cookie'
 import { HTTPException } from 'hono/http-exception'
+import { streamText } from 'hono/streaming'
 import { describe, expect, it } from 'vitest'
 import { CookieJar } from './support/jar.ts'
 
@@ -12,6 +17,7 @@ const SECRET = 'hono-test-secret-0123456789abcdefghijklmn'
 
 interface Data {
   count?: number
+  userId?: string
 }
 
 function counterApp(store: ServerStore = memoryStore()) {
@@ -149,5 +155,101 @@ describe('session() middleware', () => {
     const env = { SESSIONS: 'binding' }
     await app.request('https://app.example/', {}, env)
     expect(seen).toBe(env)
+  })
+
+  describe('whatever Response the handler returns', () => {
+    // Each handler writes to the session, sets cookies of its own where its kind of Response can carry them, and
+    // answers. `own` is what the app itself set: it must arrive untouched, beside exactly one session cookie.
+    const kinds: Array<{
+      kind: string
+      status: number
+      own: string[]
+      handle: (c: Context<SessionEnv<Data>>) => Response | Promise<Response>
+    }> = [
+      {
+        kind: 'c.redirect',
+        status: 302,
+        own: ['app=1; Path=/'],
+        handle: (c) => {
+          setCookie(c, 'app', '1', { path: '/' })
+          return c.redirect('/next')
+        },
+      },
+      {
+        kind: 'Response.redirect (immutable headers)',
+        status: 302,
+        own: [],
+        handle: () => Response.redirect('https://app.example/next', 302),
+      },
+      {
+        kind: 'a stream',
+        status: 200,
+        own: ['app=1; Path=/'],
+        handle: (c) => {
+          setCookie(c, 'app', '1', { path: '/' })
+          return streamText(c, async (stream) => {
+            await stream.write('streamed')
+          })
+        },
+      },
+      {
+        kind: 'c.body',
+        status: 201,
+        own: ['app=1', 'app2=2'],
+        handle: (c) => {
+          c.header('Set-Cookie', 'app=1', { append: true })
+          c.header('Set-Cookie', 'app2=2', { append: true })
+          return c.body('body', 201)
+        },
+      },
+      {
+        kind: 'new Response, returned directly',
+        status: 200,
+        own: ['app=1', 'app2=2'],
+        handle: () =>
+          new Response('direct', {
+            headers: [
+              ['Set-Cookie', 'app=1'],
+              ['Set-Cookie', 'app2=2'],
+            ],
+          }),
+      },
+    ]
+
+    for (const { kind, status, own, handle } of kinds) {
+      it(`delivers the session cookie once, and the app's own cookies once: ${kind}`, async () => {
+        const sessions = createSessions<Data>({ store: memoryStore(), secrets: SECRET })
+        const app = new Hono<SessionEnv<Data>>()
+        app.use(session(sessions))
+        app.get('/', (c) => {
+          const s = c.get('session')
+          s.set('count', (s.get('count') ?? 0) + 1)
+          return handle(c)
+        })
+        app.post('/login', (c) => {
+          const s = c.get('session')
+          s.regenerate({ renew: true })
+          s.set('userId', 'u_1')
+          return handle(c)
+        })
+        const jar = new CookieJar()
+        for (const step of ['new session', 'changed', 'login'] as const) {
+          const before = jar.get('sid')
+          const response = await get(app, jar, step === 'login' ? '/login' : '/', {
+            method: step === 'login' ? 'POST' : 'GET',
+          })
+          await response.text()
+          expect(response.status, step).toBe(status)
+          const lines = response.headers.getSetCookie()
+          expect(lines.filter((line) => line.startsWith('sid=')).length, step).toBe(1)
+          expect(lines.filter((line) => !line.startsWith('sid=')).sort(), step).toEqual([...own].sort())
+          if (step === 'login') expect(jar.get('sid')).not.toBe(before)
+        }
+        // The browser holds the record that was written last: no orphan, the login kept.
+        expect(await sessions.count()).toBe(1)
+        const opened = await sessions.load(jar.request('https://app.example/'))
+        expect(opened.all()).toEqual({ count: 2, userId: 'u_1' })
+      })
+    }
   })
 })
