@@ -1,6 +1,6 @@
 /**
  * @module The Hono middleware: typed c.get('session'), commit after the handler whatever Response it returns,
- * 503 on store failure. (A fetched Response: hono-fetched.test.ts.)
+ * nothing committed for a failed request, 503 on store failure. (A fetched Response: hono-fetched.test.ts.)
  */
 
 import { createSessions, type ServerStore, SessionError } from 'edge-session'
@@ -251,5 +251,156 @@ describe('session() middleware', () => {
         expect(opened.all()).toEqual({ count: 2, userId: 'u_1' })
       })
     }
+  })
+
+  describe('a failed request commits nothing', () => {
+    /** An app whose routes change the session in one way each, then fail as `fail` says. */
+    function failingApp(fail: () => never) {
+      const sessions = createSessions<Data>({ store: memoryStore(), secrets: SECRET })
+      const app = new Hono<SessionEnv<Data>>()
+      app.use(session(sessions))
+      app.get('/', (c) => {
+        const s = c.get('session')
+        s.set('count', (s.get('count') ?? 0) + 1)
+        return c.text(String(s.get('count')))
+      })
+      app.get('/set', (c) => {
+        c.get('session').set('count', 100)
+        fail()
+      })
+      app.get('/regenerate', (c) => {
+        const s = c.get('session')
+        s.regenerate({ renew: true })
+        s.set('userId', 'u_1')
+        fail()
+      })
+      app.get('/destroy', (c) => {
+        c.get('session').destroy()
+        fail()
+      })
+      return { app, sessions }
+    }
+
+    const failures: Array<[string, () => never, ((app: Hono<SessionEnv<Data>>) => void)?]> = [
+      [
+        'an Error, onError renders a 500',
+        () => {
+          throw new Error('boom')
+        },
+        (app) => {
+          // What Hono's default handler answers, without its console.error.
+          app.onError((_error, c) => c.text('Internal Server Error', 500))
+        },
+      ],
+      [
+        'an Error, rendered by onError with a Set-Cookie of its own',
+        () => {
+          throw new Error('boom')
+        },
+        (app) => {
+          app.onError((_error, c) => {
+            setCookie(c, 'failed', '1')
+            return c.text('failed', 500)
+          })
+        },
+      ],
+      [
+        'a 503 HTTPException, rendered by the default handler',
+        () => {
+          throw new HTTPException(503, { message: 'down' })
+        },
+      ],
+      [
+        'a 500 HTTPException, rendered by the default handler',
+        () => {
+          throw new HTTPException(500)
+        },
+      ],
+    ]
+
+    for (const [name, fail, configure] of failures) {
+      for (const path of ['/set', '/regenerate', '/destroy']) {
+        it(`${name}: ${path} leaves the store and the cookie as they were`, async () => {
+          const { app, sessions } = failingApp(fail)
+          configure?.(app)
+          const jar = new CookieJar()
+          await get(app, jar)
+          await get(app, jar)
+          const cookie = jar.get('sid')
+          const response = await get(app, jar, path)
+          expect(response.status).toBeGreaterThanOrEqual(500)
+          expect(response.headers.getSetCookie().filter((line) => line.startsWith('sid='))).toEqual([])
+          expect(jar.get('sid')).toBe(cookie)
+          // The old record, with its data, and the old cookie still opens it.
+          expect(await sessions.count()).toBe(1)
+          const opened = await sessions.load(jar.request('https://app.example/'))
+          expect(opened.isNew).toBe(false)
+          expect(opened.all()).toEqual({ count: 2 })
+          expect(await (await get(app, jar)).text()).toBe('3')
+        })
+      }
+    }
+
+    it('a new session that fails is not stored and gets no cookie', async () => {
+      const { app, sessions } = failingApp(() => {
+        throw new Error('boom')
+      })
+      app.onError((_error, c) => c.text('failed', 500))
+      const jar = new CookieJar()
+      const response = await get(app, jar, '/set')
+      expect(response.status).toBe(500)
+      expect(response.headers.getSetCookie()).toEqual([])
+      expect(await sessions.count()).toBe(0)
+    })
+
+    it('an error thrown by a middleware after the handler counts as a failure too', async () => {
+      const sessions = createSessions<Data>({ store: memoryStore(), secrets: SECRET })
+      const app = new Hono<SessionEnv<Data>>()
+      app.use(session(sessions))
+      app.use(async (_c, next) => {
+        await next()
+        throw new Error('after the handler')
+      })
+      app.get('/', (c) => {
+        c.get('session').set('count', 1)
+        return c.text('ok')
+      })
+      app.onError((_error, c) => c.text('failed', 500))
+      const response = await app.request('https://app.example/')
+      expect(response.status).toBe(500)
+      expect(response.headers.getSetCookie()).toEqual([])
+      expect(await sessions.count()).toBe(0)
+    })
+
+    it('an HTTPException below 500 is an answer, not a failure: it commits', async () => {
+      const sessions = createSessions<Data>({ store: memoryStore(), secrets: SECRET })
+      const app = new Hono<SessionEnv<Data>>()
+      app.use(session(sessions))
+      app.get('/', (c) => {
+        const s = c.get('session')
+        s.set('count', (s.get('count') ?? 0) + 1)
+        return c.text(String(s.get('count')))
+      })
+      app.get('/deny', (c) => {
+        c.get('session').set('count', 10)
+        throw new HTTPException(401, { message: 'log in first' })
+      })
+      app.get('/moved', (c) => {
+        c.get('session').destroy()
+        throw new HTTPException(302, { res: Response.redirect('https://app.example/', 302) })
+      })
+      const jar = new CookieJar()
+      await get(app, jar)
+      const denied = await get(app, jar, '/deny')
+      expect(denied.status).toBe(401)
+      expect(await denied.text()).toBe('log in first')
+      expect(denied.headers.getSetCookie()).toEqual([expect.stringMatching(/^sid=/)])
+      expect(await (await get(app, jar)).text()).toBe('11')
+      const moved = await get(app, jar, '/moved')
+      expect(moved.status).toBe(302)
+      expect(moved.headers.get('location')).toBe('https://app.example/')
+      expect(moved.headers.getSetCookie()).toEqual([expect.stringMatching(/^sid=; Max-Age=0/)])
+      expect(await sessions.count()).toBe(0)
+    })
   })
 })
