@@ -1,7 +1,4 @@
-/**
- * @module Helpers the stores share: applying a patch, checking a stored record as it comes back, the one way to
- * build a store's config error, an abortable sleep for retries, and UTF-8 sizes.
- */
+/** @module @internal Helpers the stores share: patches, stored-record checks, config errors, sleep, UTF-8 sizes. */
 
 import { SessionError } from '../errors.ts'
 import type { RecordPatch, SessionData, SessionMeta, SessionRecord, SessionTimes } from '../store.ts'
