@@ -6,6 +6,7 @@
 import { createSessions } from 'edge-session'
 import { cookieStore } from 'edge-session/stores/cookie'
 import { memoryStore } from 'edge-session/stores/memory'
+import { readCookies } from '../src/cookie.ts'
 import { createSessionId, hashKey, IdSigner } from '../src/crypto.ts'
 import { median, perCall } from './stats.ts'
 import { SECRET } from './subjects.ts'
@@ -53,6 +54,19 @@ async function requestsWithSessions(
 }
 
 /**
+ * A hostile `Cookie` header of about `bytes`: short pairs with no '=' (what made a per-pair search for '=' run to
+ * the header's end, quadratic), then the session cookie, so the parser cannot stop early.
+ */
+function floodedCookieHeader(bytes: number): string {
+  // Joined, so the string is flat, as a header read from a request is.
+  const header = [...Array.from({ length: Math.ceil(bytes / 3) }, () => 'x'), 'sid=v'].join('; ')
+  const found = readCookies(header, 'sid')
+  if (found.length !== 1 || found[0]?.[1] !== 'v')
+    throw new Error('readCookies missed the cookie after the flood')
+  return header
+}
+
+/**
  * Measures each primitive over `rounds` rounds and reports the median. "Uncached" figures use values the
  * measuring instance has never seen (made by another instance with the same secrets); "cached" ones repeat them.
  */
@@ -68,7 +82,17 @@ export async function measureMicro(options: MicroOptions): Promise<MicroRow[]> {
   const signer = new IdSigner([SECRET])
   const sealer = cookieStore().createSealer([SECRET])
   const sealed = { id: createSessionId(), data: { user: 'ada', count: 1 }, meta: meta() }
+  const header100k = floodedCookieHeader(100 * 1024)
+  const header1m = floodedCookieHeader(1024 * 1024)
+  // Parse calls per round: about as long as fastOps in-memory calls, at least one.
+  const parseOps = Math.max(1, Math.round(fastOps / 200))
+  const parseRatios: number[] = []
   for (let round = 0; round < rounds; round++) {
+    const small = await perCall(parseOps, () => readCookies(header100k, 'sid'))
+    const large = await perCall(Math.max(1, Math.round(parseOps / 10)), () => readCookies(header1m, 'sid'))
+    record('readCookies, 100 KiB header', "short pairs without '=', then the session cookie", small)
+    record('readCookies, 1 MiB header', '', large)
+    parseRatios.push(large / small)
     record('createSessionId', '32 random bytes, base64url', await perCall(fastOps, () => createSessionId()))
     const ids = Array.from({ length: cryptoOps }, () => createSessionId())
     record(
@@ -137,6 +161,10 @@ export async function measureMicro(options: MicroOptions): Promise<MicroRow[]> {
       await perCall(cryptoOps, (i) => memorySessions.load(memoryRequests[i] as Request)),
     )
   }
+  // Ten times the header should cost about ten times as much: the median of each round's ratio shows it.
+  const parseRatio = median(parseRatios).toFixed(1)
+  const entry = results.get('readCookies, 1 MiB header')
+  if (entry) entry.note = `the same, 10x longer: ${parseRatio}x the 100 KiB time (linear: about 10x)`
   return [...results].map(([name, { values, note }]) => ({ name, us: median(values), note }))
 }
 

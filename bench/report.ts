@@ -53,6 +53,17 @@ export function targetsTable(result: BenchResult): string {
   )
 }
 
+export function microTable(result: BenchResult): string | null {
+  return (
+    result.micro &&
+    table(
+      ['Operation', 'µs per call', 'What it is'],
+      result.micro.map((row) => [row.name, row.us.toFixed(2), row.note]),
+      [1],
+    )
+  )
+}
+
 export function markdown(result: BenchResult, command: string): string {
   const { machine, options } = result
   const date = result.startedAt.slice(0, 10)
@@ -74,13 +85,7 @@ export function markdown(result: BenchResult, command: string): string {
         '0',
       ]),
     )
-  const micro =
-    result.micro &&
-    table(
-      ['Operation', 'µs per call', 'What it is'],
-      result.micro.map((row) => [row.name, row.us.toFixed(2), row.note]),
-      [1],
-    )
+  const micro = microTable(result)
   const http = result.http
     ? table(
         [
@@ -205,6 +210,8 @@ ${versions}.
 /** The lines `npm run bench` prints. */
 export function summary(result: BenchResult): string {
   const lines = [perRequestTable(result), '', targetsTable(result)]
+  const micro = microTable(result)
+  if (micro) lines.push('', micro)
   if (result.http) {
     lines.push('')
     for (const row of result.http) {

@@ -16,6 +16,14 @@ export interface SessionEnv<Data extends object = SessionData> {
  * Hono middleware: `c.get('session')` in handlers, persisted and cookied after them. The Workers bindings
  * (`c.env`) reach the store, for stores that take their namespace from them.
  *
+ * Whatever Response the handler returns (a fetched one with immutable headers, a redirect, a stream), the
+ * session's `Set-Cookie` is added to it, and the cookies it carries stay, each once.
+ *
+ * A failed request commits nothing: when the handler (or a later middleware) throws, the session's changes, a
+ * `regenerate()` or `destroy()` included, are dropped; the store and the browser's cookie stay as they were and
+ * the error page gets no session cookie. An `HTTPException` below 500 (a 401, a redirect) is an answer, not a
+ * failure: it commits as usual.
+ *
  * A store failure (down, erroring, slower than `storeTimeout`) becomes a 503 `HTTPException` whose `cause` is the
  * `SessionError`, and the response carries no session cookie.
  *
@@ -50,14 +58,27 @@ export function session<Data extends object = SessionData, E extends Env = Sessi
     }
     c.set('session', current)
     await next()
+    // Hono catches what the handler threw, sets c.error and renders onError's answer: nothing to commit.
+    if (c.error && !isAnswer(c.error)) return
     let committed: Response
     try {
       committed = await sessions.commit(current, c.res)
     } catch (error) {
       throw unavailable(error)
     }
-    if (committed !== c.res) c.res = committed
+    if (committed !== c.res) {
+      // A copy (the response's headers were immutable). Hono's c.res setter would copy the old response's
+      // Set-Cookie over the copy's, dropping the session's: unset it first, so the copy is taken as it is.
+      c.res = undefined
+      c.res = committed
+    }
   }
+}
+
+/** An HTTPException below 500 is a deliberate answer (a redirect, a 401). Duck-typed, as Hono's own handler does. */
+function isAnswer(error: Error): boolean {
+  const status = (error as Partial<HTTPException>).status
+  return 'getResponse' in error && typeof status === 'number' && status < 500
 }
 
 function isSessions<Data extends object>(value: Sessions<Data> | SessionsOptions): value is Sessions<Data> {

@@ -180,8 +180,10 @@ function resolveTiming(options: SessionsOptions, store: SessionStore) {
       `touchInterval (${touchInterval} s) must be shorter than idleTimeout (${idleTimeout} s), or sessions would expire before their deadline is ever extended`,
     )
   }
-  // The store's own floor between touches (Cloudflare KV: 60 s) keeps a reading user alive only if it is
-  // shorter than the idle timeout, whatever touchInterval says.
+  // The store's own check first (its message can say more), then the floor every store with one must respect:
+  // its least time between touches (Cloudflare KV: 60 s) keeps a reading user alive only if it is shorter than
+  // the idle timeout, whatever touchInterval says.
+  if (store.kind !== 'cookie') store.validate?.({ idleTimeout, absoluteTimeout, touchInterval })
   const floor = store.kind === 'cookie' ? 0 : (store.minTouchInterval ?? 0) / 1000
   if (floor >= idleTimeout) {
     throw configError(
@@ -195,7 +197,6 @@ function resolveTiming(options: SessionsOptions, store: SessionStore) {
   const now = options.now ?? Date.now
   if (typeof now !== 'function')
     throw configError('options.now must be a function returning ms since the epoch')
-  if (store.kind !== 'cookie') store.validate?.({ idleTimeout, absoluteTimeout, touchInterval })
   const maxSessionsPerUser = options.maxSessionsPerUser
   if (maxSessionsPerUser !== undefined) {
     if (

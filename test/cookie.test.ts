@@ -23,6 +23,16 @@ describe('readCookies', () => {
     expect(readCookieValues(header, 'sid')).toEqual(['x', 'y'])
   })
 
+  it('takes each pair at its own first =, whatever the pairs around it hold', () => {
+    // Pairs without '=' before ours, a value holding '=', and an '=' only in a later pair.
+    expect(readCookies('x; y;sid=a=b; z ;sid.0 = "c=" ; w', 'sid')).toEqual([
+      ['sid', 'a=b'],
+      ['sid.0', 'c='],
+    ])
+    expect(readCookies('sid; sid.1; x=sid', 'sid')).toEqual([])
+    expect(readCookies(`${'sid;'.repeat(1000)}sid=1`, 'sid')).toEqual([['sid', '1']])
+  })
+
   it('never throws and skips what is malformed', () => {
     const headers = [
       null,

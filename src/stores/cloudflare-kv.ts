@@ -1,14 +1,8 @@
 /** @module Cloudflare Workers KV store: one JSON value per session, within KV's TTL and write-rate limits. */
 
 import { SessionError } from '../errors.ts'
-import type {
-  RecordPatch,
-  ServerStore,
-  SessionData,
-  SessionRecord,
-  StoreContext,
-  StoreTimingOptions,
-} from '../store.ts'
+import type { ServerStore, SessionRecord, StoreContext, StoreTimingOptions } from '../store.ts'
+import { applyPatch, parseStoredRecord, sleep, storeConfigError, utf8Length } from './shared.ts'
 
 /**
  * The part of a Workers `KVNamespace` binding this store uses. Structural, so a real binding fits it and
@@ -48,97 +42,81 @@ export interface CloudflareKvStoreOptions<Env = Record<string, KvNamespace>> {
 /** Cloudflare KV refuses an `expirationTtl` under 60 seconds. */
 const MIN_TTL_SECONDS = 60
 /** KV allows one write per second per key; a touch is a whole rewrite, so touches wait at least this long. */
-const MIN_TOUCH_INTERVAL_MS = 60_000
+const MIN_TOUCH_INTERVAL_SECONDS = 60
+/**
+ * What `idleTimeout` must leave beyond the touch interval: a user who comes back just before a touch is due is
+ * not touched, so the next request must still find the session alive. A user seen once a minute stays signed in.
+ */
+const IDLE_MARGIN_SECONDS = 60
 /** The smallest `cacheTtl` KV accepts: the freshest read short of none, used before a write. */
 const FRESH_READ_CACHE_TTL = 30
 /** KV keys are at most 512 bytes; a hashed id (base64url SHA-256) is 43. */
 const MAX_PREFIX_BYTES = 512 - 43
+/** KV values are at most 25 MiB. */
+const MAX_VALUE_BYTES = 25 * 1024 * 1024
 /** After a `429` (a second write to the key within a second), wait out KV's window, then redo the write. */
 const RATE_LIMIT_WAIT_MS = 1_000
 const MAX_WRITE_ATTEMPTS = 3
 
 /**
- * A session store in Cloudflare Workers KV.
+ * A session store in Cloudflare Workers KV: one JSON value per session under `prefix + hashed id`, its deadline
+ * copied into KV metadata, with an `expirationTtl` of at least 60 s. KV has no TTL-only update and takes one write
+ * per second per key: a touch is a rewrite made at most once a minute, a write refused with 429 is retried after
+ * a second, and `idleTimeout` must be at least `max(touchInterval, 60) + 60` seconds.
  *
- * Each session is one JSON value under `prefix + hashed id`, its deadline copied into KV metadata, written with
- * an `expirationTtl` of at least 60 seconds (KV's minimum). KV has no TTL-only update, so a touch is a rewrite,
- * made at most once a minute per session. A write KV refuses with 429 (one write per second per key) is retried
- * after a second. KV is eventually consistent and has no transactions:
- * - changes to one session whose read and write overlap (two locations, or two isolates): the last one wins;
- * - another location may read a value up to 60 seconds old, so a logout (or a regenerate) may take that long
- *   to reach it;
- * - regenerate checks the old record, then writes the new one and deletes the old one concurrently: a destroy
- *   of the old session in another location during that window is not seen, and may be undone.
- * When that matters, use the Upstash store. More in docs/cloudflare-kv.md.
+ * KV is eventually consistent and has no conditional write. Overlapping changes to one session keep the last one,
+ * and a change or touch that read the session before a logout landed (or from a cache up to 60 s old) writes it
+ * back with a full idle lifetime: logout and revocation are best effort within that window. Where they must be
+ * immediate, use the Upstash store (or `durableObjectStore`, planned). The whole story: docs/cloudflare-kv.md.
  *
- * @param options.namespace The KV binding, or `(env) => env.SESSIONS` to take it from the bindings each
- *   request brings (`sessions.load(request, env)`; the Hono middleware passes `c.env`).
- * @param options.prefix Added before every key; default `'sess:'`.
- * @returns A store for `createSessions({ store })`. Its `count()` lists the prefix: one KV `list` call per
- *   1000 sessions.
- * @throws SessionError `ERR_CONFIG` when `namespace` is missing or not a KV namespace, or the prefix is too
- *   long for a KV key; from `createSessions` when `idleTimeout` is under 60 seconds.
- *
+ * @param options `namespace`, the binding or `(env) => env.SESSIONS`; `prefix`, default `'sess:'`.
+ * @throws SessionError `ERR_CONFIG` for a missing namespace, a prefix over 469 bytes, or (from `createSessions`)
+ *   an `idleTimeout` KV cannot keep alive; `ERR_TOO_LARGE` from a write over KV's 25 MiB value limit.
  * @example
  * ```ts
- * import { createSessions } from 'edge-session'
- * import { cloudflareKvStore } from 'edge-session/stores/cloudflare-kv'
- *
- * const sessions = createSessions<{ count?: number }>({
- *   store: cloudflareKvStore({ namespace: (env: Env) => env.SESSIONS }),
- *   secrets: [SECRET],
- * })
- *
- * export default {
- *   async fetch(request: Request, env: Env) {
- *     const session = await sessions.load(request, env)
- *     session.set('count', (session.get('count') ?? 0) + 1)
- *     return sessions.commit(session, new Response(String(session.get('count'))))
- *   },
- * }
+ * const sessions = createSessions({ store: cloudflareKvStore({ namespace: (env: Env) => env.SESSIONS }), secrets })
+ * const session = await sessions.load(request, env) // in fetch(request, env)
  * ```
- * @see https://developers.cloudflare.com/kv/concepts/how-kv-works/ (consistency)
- * @see https://developers.cloudflare.com/kv/platform/limits/ (60 s TTL, one write per second per key)
  */
 export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
   options: CloudflareKvStoreOptions<Env>,
 ): ServerStore {
   const { namespace, prefix = 'sess:' } = options ?? ({} as CloudflareKvStoreOptions<Env>)
   if (typeof namespace !== 'function' && !isKvNamespace(namespace)) {
-    throw new SessionError(
-      'ERR_CONFIG',
-      'cloudflareKvStore: `namespace` must be a KV namespace binding or a function (env) => binding',
+    throw storeConfigError(
+      'cloudflareKvStore',
+      '`namespace` must be a KV namespace binding or a function (env) => binding',
     )
   }
-  if (typeof prefix !== 'string' || new TextEncoder().encode(prefix).length > MAX_PREFIX_BYTES) {
-    throw new SessionError(
-      'ERR_CONFIG',
-      `cloudflareKvStore: \`prefix\` must be a string of at most ${MAX_PREFIX_BYTES} bytes`,
+  if (typeof prefix !== 'string' || utf8Length(prefix) > MAX_PREFIX_BYTES) {
+    throw storeConfigError(
+      'cloudflareKvStore',
+      `\`prefix\` must be a string of at most ${MAX_PREFIX_BYTES} bytes`,
     )
   }
 
   const kvFor = (ctx: StoreContext): KvNamespace => {
     if (typeof namespace !== 'function') return namespace
     if (ctx.env === undefined || ctx.env === null) {
-      throw new SessionError(
-        'ERR_CONFIG',
-        'cloudflareKvStore: `namespace` takes the KV binding from the Workers env, but none was passed: call ' +
+      throw storeConfigError(
+        'cloudflareKvStore',
+        '`namespace` takes the KV binding from the Workers env, but none was passed: call ' +
           'sessions.load(request, env)',
       )
     }
     const kv = namespace(ctx.env as Env)
     if (!isKvNamespace(kv)) {
-      throw new SessionError(
-        'ERR_CONFIG',
-        'cloudflareKvStore: the `namespace` function returned no KV namespace; is the binding declared in the ' +
+      throw storeConfigError(
+        'cloudflareKvStore',
+        'the `namespace` function returned no KV namespace; is the binding declared in the ' +
           'Wrangler configuration, and is `env` passed to sessions.load(request, env)?',
       )
     }
     return kv
   }
 
-  const write = (kv: KvNamespace, key: string, record: SessionRecord, ttl: number) =>
-    kv.put(prefix + key, JSON.stringify(record), {
+  const write = (kv: KvNamespace, key: string, value: string, record: SessionRecord, ttl: number) =>
+    kv.put(prefix + key, value, {
       expirationTtl: ttlSeconds(ttl),
       metadata: { expiresAt: record.meta.expiresAt },
     })
@@ -147,36 +125,42 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
     kind: 'server',
     name: 'cloudflare-kv',
     minTtl: MIN_TTL_SECONDS * 1000,
-    minTouchInterval: MIN_TOUCH_INTERVAL_MS,
+    minTouchInterval: MIN_TOUCH_INTERVAL_SECONDS * 1000,
 
-    validate({ idleTimeout }: StoreTimingOptions) {
-      if (idleTimeout < MIN_TTL_SECONDS) {
-        throw new SessionError(
-          'ERR_CONFIG',
-          `cloudflareKvStore: idleTimeout must be at least ${MIN_TTL_SECONDS} seconds (KV keeps no shorter TTL)`,
+    validate({ idleTimeout, touchInterval }: StoreTimingOptions) {
+      const touchEvery = Math.max(touchInterval, MIN_TOUCH_INTERVAL_SECONDS)
+      const floor = touchEvery + IDLE_MARGIN_SECONDS
+      if (idleTimeout < floor) {
+        throw storeConfigError(
+          'cloudflareKvStore',
+          `idleTimeout must be at least ${floor} seconds, got ${idleTimeout}: KV touches a session at most ` +
+            `every ${touchEvery} s (the larger of touchInterval and KV's 60 s floor), and a user who comes back ` +
+            `just before a touch is due needs ${IDLE_MARGIN_SECONDS} s more to find the session alive`,
         )
       }
     },
 
     async get(key, ctx) {
       // KV's default edge cache (60 s): the read-only path is the hot one.
-      return parseRecord(await kvFor(ctx).get(prefix + key, { type: 'text' }))
+      const text = await kvFor(ctx).get(prefix + key, { type: 'text' })
+      return text === null ? null : parseStoredRecord(text)
     },
 
     async set(key, record, ttl, ctx, replaces) {
       const kv = kvFor(ctx)
-      const writeNew = () => retryRateLimited(ctx.signal, () => write(kv, key, record, ttl))
+      // Encoded (and its size checked) before anything is written or deleted.
+      const value = encode(record)
+      const writeNew = () => retryRateLimited(ctx.signal, () => write(kv, key, value, record, ttl))
       if (replaces === undefined) {
         await writeNew()
         return true
       }
       // No conditional write in KV: check that the old session still exists (a destroy seen here is not
       // undone), then write the new record and delete the old one concurrently.
-      const fresh = { type: 'text', cacheTtl: FRESH_READ_CACHE_TTL } as const
-      if (parseRecord(await kv.get(prefix + replaces, fresh)) === null) {
+      if ((await readFresh(kv, prefix + replaces)) === null) {
         // Gone: destroyed meanwhile, or moved by an earlier attempt of this very call (the new key is a fresh
         // id that nothing else writes), which has then succeeded.
-        return parseRecord(await kv.get(prefix + key, fresh)) !== null
+        return (await readFresh(kv, prefix + key)) !== null
       }
       ctx.signal.throwIfAborted()
       await Promise.all([writeNew(), retryRateLimited(ctx.signal, () => kv.delete(prefix + replaces))])
@@ -186,14 +170,16 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
     async patch(key, patch, ttl, ctx) {
       const kv = kvFor(ctx)
       return retryRateLimited(ctx.signal, async () => {
-        // Re-read as fresh as KV allows, so keys another request changed meanwhile are kept (on a retry too).
-        const current = parseRecord(
-          await kv.get(prefix + key, { type: 'text', cacheTtl: FRESH_READ_CACHE_TTL }),
-        )
+        // Re-read as fresh as KV allows, so keys and flash markers another request changed meanwhile are kept
+        // (on a retry too). A destroy that lands between this read and the write below is undone: KV has no
+        // conditional write (docs/cloudflare-kv.md).
+        const current = await readFresh(kv, prefix + key)
         if (current === null) return false
+        const record = applyPatch(current, patch)
+        const value = encode(record)
         // The sessions layer has given up on a call past its storeTimeout: a late write must not land.
         ctx.signal.throwIfAborted()
-        await write(kv, key, { data: applyPatch(current.data, patch), meta: patch.meta }, ttl)
+        await write(kv, key, value, record, ttl)
         return true
       })
     },
@@ -220,6 +206,28 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
   }
 }
 
+/** The record under `key`, read as fresh as KV allows; a value that is not a record (foreign, damaged) is null. */
+async function readFresh(kv: KvNamespace, key: string): Promise<SessionRecord | null> {
+  const text = await kv.get(key, { type: 'text', cacheTtl: FRESH_READ_CACHE_TTL })
+  return text === null ? null : parseStoredRecord(text)
+}
+
+/** The record as the JSON text KV keeps; `ERR_TOO_LARGE` past KV's value limit, before any write. */
+function encode(record: SessionRecord): string {
+  const value = JSON.stringify(record)
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: only a value that long can be over, and only it is counted.
+  if (value.length * 3 > MAX_VALUE_BYTES) {
+    const bytes = utf8Length(value)
+    if (bytes > MAX_VALUE_BYTES) {
+      throw new SessionError(
+        'ERR_TOO_LARGE',
+        `cloudflareKvStore(): the session takes ${bytes} bytes; KV keeps values of at most 25 MiB (${MAX_VALUE_BYTES} bytes)`,
+      )
+    }
+  }
+  return value
+}
+
 /**
  * Runs `attempt` again when KV refuses a write with 429: KV takes one write per second per key, so two requests
  * changing one session at once (or a logout right after a write) collide. A patch's retry re-reads, so both
@@ -232,28 +240,13 @@ async function retryRateLimited<T>(signal: AbortSignal, attempt: () => Promise<T
     } catch (error) {
       if (attempts >= MAX_WRITE_ATTEMPTS || !isRateLimited(error)) throw error
     }
-    await delay(RATE_LIMIT_WAIT_MS + Math.random() * 100, signal)
+    await sleep(RATE_LIMIT_WAIT_MS + Math.random() * 100, signal)
   }
 }
 
 /** The Workers KV binding rejects with `Error('KV PUT failed: 429 Too Many Requests')`: no code to test. */
 function isRateLimited(error: unknown): boolean {
   return error instanceof Error && /\b429\b/.test(error.message)
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    signal.throwIfAborted()
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }
 
 function isKvNamespace(value: unknown): value is KvNamespace {
@@ -265,34 +258,4 @@ function isKvNamespace(value: unknown): value is KvNamespace {
 /** Relative ms to KV's whole seconds, rounded up (never expire before the deadline) and at least 60. */
 function ttlSeconds(ttl: number): number {
   return Math.max(MIN_TTL_SECONDS, Math.ceil(ttl / 1000))
-}
-
-/** A stored value back to a record; anything that is not one (foreign or damaged) reads as missing. */
-function parseRecord(text: string | null): SessionRecord | null {
-  if (text === null) return null
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    return null
-  }
-  if (!isObject(value) || !isObject(value.data) || !isObject(value.meta)) return null
-  const { createdAt, lastSeenAt, expiresAt } = value.meta
-  if (![createdAt, lastSeenAt, expiresAt].every((n) => typeof n === 'number' && Number.isFinite(n)))
-    return null
-  return value as unknown as SessionRecord
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function applyPatch(data: SessionData, patch: RecordPatch): SessionData {
-  const next: SessionData = { ...data }
-  for (const key of patch.delete) delete next[key]
-  // defineProperty, not assignment: a data key named `__proto__` must stay a key, not swap the prototype.
-  for (const [key, value] of Object.entries(patch.set)) {
-    Object.defineProperty(next, key, { value, enumerable: true, writable: true, configurable: true })
-  }
-  return next
 }

@@ -1,7 +1,8 @@
 /** @module denoKvStore(): sessions in Deno KV (a local SQLite file, or Deno Deploy's shared KV), one entry per session. */
 
 import { SessionError } from '../errors.ts'
-import type { RecordPatch, ServerStore, SessionData, SessionMeta, SessionRecord } from '../store.ts'
+import type { ServerStore, SessionData, SessionMeta, SessionRecord, SessionTimes } from '../store.ts'
+import { applyPatch, sleep, storeConfigError, storedData, utf8, withMeta } from './shared.ts'
 
 /** A part of a Deno KV key. */
 export type DenoKvKeyPart = Uint8Array | string | number | bigint | boolean
@@ -52,87 +53,64 @@ export interface DenoKvSessionValue {
   ttlEnd: number
 }
 
-/** Deno KV refuses values over 64 KiB (serialized). */
+/** Deno KV refuses values over 64 KiB (as V8 serializes them). */
 const MAX_VALUE_BYTES = 65_536
-/** Room kept for the metadata and the serialization's own bytes around the data text. */
+/** Room kept for the value's fixed part (field names, times, the serialization's own bytes): about 110 bytes. */
 const VALUE_OVERHEAD_BYTES = 1024
-/** Deno KV keys are at most 2 KiB; a hashed id (base64url SHA-256) takes 43 bytes of it, plus encoding. */
-const MAX_PREFIX_BYTES = 1900
+/** Deno KV keys are at most 2048 bytes, encoded as FoundationDB tuples. */
+const MAX_KEY_BYTES = 2048
+/** The session's own key part: a hashed id (43 base64url characters) as a tuple string, with its two tag bytes. */
+const ID_PART_BYTES = 45
+/** The largest prefix, encoded, that leaves room for the hashed id. */
+const MAX_PREFIX_BYTES = MAX_KEY_BYTES - ID_PART_BYTES
 
 /**
  * A session store in Deno KV: one entry per session under `[...prefix, hashed id]`, for Deno on one machine (a
- * SQLite file shared by the processes that open it) or on Deno Deploy (one KV for every region).
+ * SQLite file shared by the processes that open it) or on Deno Deploy. Each write carries the TTL as `expireIn`;
+ * Deno KV expires lazily, so an entry past the TTL's end (kept in the entry) reads as missing. Patches and
+ * touches are read-check-write atomic operations retried on conflict (versionstamps), so concurrent changes to
+ * different keys and flash markers merge and nothing recreates a destroyed session; a regenerate writes the new
+ * entry and deletes the old one in one operation checked against the old. Data may take about 63 KiB (Deno KV's
+ * 64 KiB value limit, flash key names included): a larger write fails with `ERR_TOO_LARGE`. `count()` reads every
+ * entry under the prefix. Run Deno with `--unstable-kv`. More in docs/deno-kv.md.
  *
- * - Each write carries the TTL as `expireIn`. Deno KV deletes expired keys lazily (a local database may still
- *   return one for a while), so the entry also holds the TTL's end on this process's clock, and an entry past
- *   it reads as missing, as it would in Redis. Session expiry itself is judged by the sessions layer from the
- *   record's metadata, on its own clock.
- * - Patches and touches are read-check-write: an atomic operation checks the entry's versionstamp, and when
- *   another writer came first the write is retried on the fresh entry (a bounded number of times, with jitter),
- *   so two requests changing different keys of one session both persist, and nothing recreates a destroyed
- *   session. A regenerate writes the new entry and deletes the old one in one atomic operation, checked
- *   against the old entry.
- * - `count()` lists the prefix: it reads every session entry, so it costs one read per live session. Fine for
- *   an admin page, not for every request.
- * - A session's data may take up to about 63 KiB of JSON (Deno KV's 64 KiB value limit); a larger write fails
- *   with `ERR_TOO_LARGE`.
- *
- * Deno KV is an unstable API in the Deno CLI: run with `--unstable-kv` (or `"unstable": ["kv"]` in deno.json).
- *
- * @param options `kv`, an open `Deno.Kv`; `prefix` for the keys, default `['sess']`; `maxAttempts` for writes
- *   that meet concurrent writers, default 20.
- * @returns A store for `createSessions({ store })`.
- * @throws SessionError `ERR_CONFIG` when `kv` is not a Deno KV database, or the prefix is not a non-empty
- *   array of key parts.
+ * @param options `kv`, an open `Deno.Kv`; `prefix`, default `['sess']`; `maxAttempts` on conflicts, default 20.
+ * @throws SessionError `ERR_CONFIG` when `kv` is not a Deno KV database, or the prefix is not a non-empty array of
+ *   key parts that leaves room for the session's own within Deno KV's 2048-byte keys.
  * @example
  * ```ts
- * import { createSessions } from 'edge-session'
- * import { denoKvStore } from 'edge-session/stores/deno-kv'
- *
- * const sessions = createSessions<{ count?: number }>({
- *   store: denoKvStore({ kv: await Deno.openKv(), prefix: ['myapp', 'sess'] }),
- *   secrets: [Deno.env.get('SESSION_SECRET') ?? ''],
- * })
- *
- * Deno.serve(async (request) => {
- *   const session = await sessions.load(request)
- *   session.set('count', (session.get('count') ?? 0) + 1)
- *   return sessions.commit(session, new Response(String(session.get('count'))))
- * })
+ * const sessions = createSessions({ store: denoKvStore({ kv: await Deno.openKv() }), secrets })
  * ```
- * @see {@link https://docs.deno.com/deploy/kv/manual/transactions/} for atomic operations and versionstamps.
- * @see {@link https://docs.deno.com/deploy/kv/manual/key_expiration/} for `expireIn` and lazy expiry.
- * @see {@link ServerStore} for the contract it implements.
  */
 export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
   const { kv, prefix = ['sess'], maxAttempts = 20 } = options ?? ({} as DenoKvStoreOptions)
-  if (!isDenoKv(kv)) {
-    throw new SessionError('ERR_CONFIG', 'denoKvStore() needs an open Deno KV database as `kv`')
-  }
-  if (!isKeyPrefix(prefix)) {
-    throw new SessionError(
-      'ERR_CONFIG',
-      `denoKvStore: \`prefix\` must be a non-empty array of Deno KV key parts of at most ${MAX_PREFIX_BYTES} bytes`,
+  if (!isDenoKv(kv)) throw storeConfigError('denoKvStore', 'needs an open Deno KV database as `kv`')
+  const prefixBytes = keyBytes(prefix)
+  if (prefixBytes === null || prefixBytes > MAX_PREFIX_BYTES) {
+    throw storeConfigError(
+      'denoKvStore',
+      '`prefix` must be a non-empty array of Deno KV key parts taking at most ' +
+        `${MAX_PREFIX_BYTES} bytes encoded${prefixBytes === null ? '' : `, got ${prefixBytes}`}`,
     )
   }
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
-    throw new SessionError('ERR_CONFIG', 'denoKvStore: `maxAttempts` must be a positive integer')
+    throw storeConfigError('denoKvStore', '`maxAttempts` must be a positive integer')
   }
   const keyOf = (key: string): DenoKvKey => [...prefix, key]
 
-  /** The entry under `key` while its TTL lasts, with the versionstamp a write checks against. */
+  /** The entry under `key` while its TTL lasts, decoded, with the versionstamp a write checks against. */
   const read = async (key: DenoKvKey) => {
     const entry = await kv.get(key)
     if (entry.versionstamp === null) return null
-    const value = parseValue(entry.value, key)
-    if (value.ttlEnd <= Date.now()) return null
-    return { value, check: { key, versionstamp: entry.versionstamp } }
+    const stored = decode(entry.value, key)
+    if (stored.ttlEnd <= Date.now()) return null
+    return { ...stored, check: { key, versionstamp: entry.versionstamp } }
   }
 
   /**
    * Optimistic concurrency: `attempt` reads, then commits an operation checked against what it read. A failed
    * check means another writer came first: try again on the fresh entry, after a short random pause so that
-   * writers that collided do not collide again in step.
+   * writers that collided do not collide again in step. The pause ends early when the call is abandoned.
    */
   const retrying = async (
     signal: AbortSignal,
@@ -142,11 +120,11 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
       signal.throwIfAborted()
       const result = await attempt()
       if (result !== undefined) return result
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 ** i, 50)))
+      await sleep(Math.random() * Math.min(2 ** i, 50), signal)
     }
     throw new SessionError(
       'ERR_STORE',
-      `denoKvStore: a write met concurrent writers ${maxAttempts} times in a row and gave up`,
+      `denoKvStore(): a write met concurrent writers ${maxAttempts} times in a row and gave up`,
     )
   }
 
@@ -155,17 +133,20 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
     key: string,
     ttl: number,
     signal: AbortSignal,
-    next: (current: DenoKvSessionValue) => DenoKvSessionValue,
+    next: (current: StoredEntry) => DenoKvSessionValue,
   ): Promise<boolean> => {
     const full = keyOf(key)
     return retrying(signal, async () => {
       const entry = await read(full)
       if (!entry) return false
-      const result = await kv
-        .atomic()
-        .check(entry.check)
-        .set(full, next(entry.value), { expireIn: expireIn(ttl) })
-        .commit()
+      const value = next(entry)
+      signal.throwIfAborted()
+      const result = await committed(
+        kv
+          .atomic()
+          .check(entry.check)
+          .set(full, value, { expireIn: expireIn(ttl) }),
+      )
       return result.ok ? true : undefined
     })
   }
@@ -176,54 +157,46 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
 
     async get(key) {
       const entry = await read(keyOf(key))
-      return entry ? toRecord(entry.value) : null
+      return entry ? entry.record : null
     },
 
     async set(key, record, ttl, ctx, replaces) {
-      const value = toValue(record.data, record.meta, ttl)
+      const value = toValue(record, ttl)
       if (replaces === undefined) {
-        await kv.set(keyOf(key), value, { expireIn: expireIn(ttl) })
+        await tooLargeAsSuch(kv.set(keyOf(key), value, { expireIn: expireIn(ttl) }))
         return true
       }
       const old = keyOf(replaces)
       return retrying(ctx.signal, async () => {
         // Nothing is written unless the old record still exists: a concurrent destroy must not be undone.
         const entry = await read(old)
-        if (!entry) return false
-        const result = await kv
-          .atomic()
-          .check(entry.check)
-          .delete(old)
-          .set(keyOf(key), value, { expireIn: expireIn(ttl) })
-          .commit()
+        // Gone: destroyed meanwhile, or moved by an earlier attempt of this very call (the new key is a fresh id
+        // that nothing else writes), which has then succeeded.
+        if (!entry) return (await read(keyOf(key))) !== null
+        const result = await committed(
+          kv
+            .atomic()
+            .check(entry.check)
+            .delete(old)
+            .set(keyOf(key), value, { expireIn: expireIn(ttl) }),
+        )
         return result.ok ? true : undefined
       })
     },
 
-    async patch(key, patch: RecordPatch, ttl, ctx) {
-      return rewrite(key, ttl, ctx.signal, (current) => {
-        const data = JSON.parse(current.data) as SessionData
-        for (const field of patch.delete) delete data[field]
-        // Defined, not assigned: a key such as `__proto__` stays a plain data key.
-        for (const field of Object.keys(patch.set)) {
-          Object.defineProperty(data, field, {
-            value: patch.set[field],
-            enumerable: true,
-            writable: true,
-            configurable: true,
-          })
-        }
-        return toValue(data, patch.meta, ttl)
-      })
+    patch(key, patch, ttl, ctx) {
+      return rewrite(key, ttl, ctx.signal, (current) => toValue(applyPatch(current.record, patch), ttl))
     },
 
-    // Deno KV has no TTL-only update: a touch rewrites the entry, data unchanged, checked like a patch.
-    async touch(key, meta: SessionMeta, ttl, ctx) {
-      return rewrite(key, ttl, ctx.signal, (current) => ({
-        data: current.data,
-        meta,
-        ttlEnd: Date.now() + ttl,
-      }))
+    // Deno KV has no TTL-only update: a touch rewrites the entry, data and flash markers unchanged, checked like
+    // a patch. The data text is kept as read, not parsed and written again.
+    touch(key, times: SessionTimes, ttl, ctx) {
+      return rewrite(key, ttl, ctx.signal, (current) => {
+        const flash = current.record.meta.flash
+        const meta: SessionMeta = { ...times }
+        if (flash) meta.flash = flash
+        return { data: current.text, meta, ttlEnd: Date.now() + ttl }
+      })
     },
 
     async delete(key) {
@@ -241,22 +214,31 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
   }
 }
 
-function toValue(data: SessionData, meta: SessionMeta, ttl: number): DenoKvSessionValue {
-  const text = JSON.stringify(data)
-  // V8 serializes a string as one byte per character when every character fits in Latin-1, else as two.
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the Latin-1 range starts at U+0000.
-  const bytes = /[^\u0000-\u00ff]/.test(text) ? text.length * 2 : text.length
-  if (bytes > MAX_VALUE_BYTES - VALUE_OVERHEAD_BYTES) {
-    throw new SessionError(
-      'ERR_TOO_LARGE',
-      `denoKvStore: the session data takes ${bytes} bytes; Deno KV keeps values of at most 64 KiB`,
-    )
-  }
-  return { data: text, meta, ttlEnd: Date.now() + ttl }
+/** An entry read back: the record, the data as the JSON text it was stored as, and the TTL's end. */
+interface StoredEntry {
+  record: SessionRecord
+  text: string
+  ttlEnd: number
 }
 
-function toRecord(value: DenoKvSessionValue): SessionRecord {
-  return { data: JSON.parse(value.data) as SessionData, meta: value.meta }
+/**
+ * The value stored for `record`. `ERR_TOO_LARGE` when Deno KV would refuse it: V8 writes a string in one byte per
+ * character when all fit in Latin-1, else two. The data text comes from `JSON.stringify` (one byte per character
+ * when it can); flash key names may be held two bytes per character whatever they contain, so count them so.
+ */
+function toValue(record: SessionRecord, ttl: number): DenoKvSessionValue {
+  const text = JSON.stringify(record.data)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the Latin-1 range starts at U+0000.
+  let bytes = (/[^\u0000-\u00ff]/.test(text) ? text.length * 2 : text.length) + VALUE_OVERHEAD_BYTES
+  for (const key of record.meta.flash ?? []) bytes += key.length * 2 + 8
+  if (bytes > MAX_VALUE_BYTES) {
+    throw new SessionError(
+      'ERR_TOO_LARGE',
+      `denoKvStore(): the session takes about ${bytes} bytes (data, flash key names and ${VALUE_OVERHEAD_BYTES} ` +
+        'for the rest); Deno KV keeps values of at most 64 KiB',
+    )
+  }
+  return { data: text, meta: record.meta, ttlEnd: Date.now() + ttl }
 }
 
 /** Deno KV takes whole milliseconds; never less than one. */
@@ -264,10 +246,42 @@ function expireIn(ttl: number): number {
   return Math.max(1, Math.ceil(ttl))
 }
 
-function parseValue(value: unknown, key: DenoKvKey): DenoKvSessionValue {
-  if (isSessionValue(value)) return value
+/** Commits `operation`, with Deno KV's own size refusal turned into `ERR_TOO_LARGE`. */
+function committed(operation: DenoKvAtomicOperation): Promise<{ ok: boolean }> {
+  return tooLargeAsSuch(operation.commit())
+}
+
+/** A backstop for a value the estimate in `toValue` let through: Deno KV's `TypeError('Value too large ...')`. */
+async function tooLargeAsSuch<T>(write: Promise<T>): Promise<T> {
+  try {
+    return await write
+  } catch (error) {
+    if (error instanceof TypeError && /^Value too large/.test(error.message)) {
+      throw new SessionError('ERR_TOO_LARGE', `denoKvStore(): ${error.message}`, { cause: error })
+    }
+    throw error
+  }
+}
+
+/** An entry's value back to a record; something else under the prefix is an error, not a missing session. */
+function decode(value: unknown, key: DenoKvKey): StoredEntry {
+  if (isSessionValue(value)) {
+    const record = parseData(value.data, value.meta)
+    if (record !== null) return { record, text: value.data, ttlEnd: value.ttlEnd }
+  }
   // Something else lives under the sessions' prefix: say so rather than overwrite or ignore it.
   throw new Error(`the entry under [${key.map(String).join(', ')}] is not a session record`)
+}
+
+/** The data text parsed into a null-prototype object, with `meta` checked; null when either is damaged. */
+function parseData(text: string, meta: unknown): SessionRecord | null {
+  let data: SessionData | null
+  try {
+    data = storedData(JSON.parse(text))
+  } catch {
+    return null
+  }
+  return data === null ? null : withMeta(data, meta)
 }
 
 function isSessionValue(value: unknown): value is DenoKvSessionValue {
@@ -276,6 +290,7 @@ function isSessionValue(value: unknown): value is DenoKvSessionValue {
   return (
     typeof candidate.data === 'string' &&
     typeof candidate.ttlEnd === 'number' &&
+    !Number.isNaN(candidate.ttlEnd) &&
     typeof candidate.meta === 'object' &&
     candidate.meta !== null
   )
@@ -287,14 +302,32 @@ function isDenoKv(value: unknown): value is DenoKv {
   return ['get', 'set', 'delete', 'list', 'atomic'].every((method) => typeof kv[method] === 'function')
 }
 
-function isKeyPrefix(prefix: unknown): prefix is DenoKvKey {
-  if (!Array.isArray(prefix) || prefix.length === 0) return false
-  let bytes = 0
-  for (const part of prefix as unknown[]) {
-    if (typeof part === 'string') bytes += new TextEncoder().encode(part).length + 2
-    else if (part instanceof Uint8Array) bytes += part.length + 2
-    else if (typeof part === 'number' || typeof part === 'bigint' || typeof part === 'boolean') bytes += 9
-    else return false
+/**
+ * The size of `parts` as Deno KV encodes a key (the FoundationDB tuple layer), or null when they are not a
+ * non-empty array of key parts it can encode. Strings (as UTF-8) and byte arrays: a type byte, the bytes with
+ * each 0x00 escaped as two, an end byte. Numbers 9, booleans 1. Bigints: a type byte and the magnitude's bytes,
+ * plus a length byte past 8 of them; Deno KV refuses more than 255.
+ */
+function keyBytes(parts: unknown): number | null {
+  if (!Array.isArray(parts) || parts.length === 0) return null
+  let total = 0
+  for (const part of parts as unknown[]) {
+    if (typeof part === 'string') total += byteStringBytes(utf8.encode(part))
+    else if (part instanceof Uint8Array) total += byteStringBytes(part)
+    else if (typeof part === 'number') total += 9
+    else if (typeof part === 'boolean') total += 1
+    else if (typeof part === 'bigint') {
+      const hex = (part < 0n ? -part : part).toString(16)
+      const magnitude = part === 0n ? 0 : Math.ceil(hex.length / 2)
+      if (magnitude > 255) return null
+      total += magnitude <= 8 ? 1 + magnitude : 2 + magnitude
+    } else return null
   }
-  return bytes <= MAX_PREFIX_BYTES
+  return total
+}
+
+function byteStringBytes(bytes: Uint8Array): number {
+  let total = bytes.length + 2
+  for (const byte of bytes) if (byte === 0) total++
+  return total
 }

@@ -28,9 +28,10 @@ interface Entry {
  * Keeps sessions in a Map in this process. Records vanish with the process and are not shared between
  * instances: use it for one server, development and tests.
  *
- * Expired records are removed as they are met and swept on every write, with no timer, so an idle process is not
- * kept alive. Patches apply to the live record: concurrent requests that change different keys both persist.
- * Every call answers at once (no promise): the sessions layer takes the answer with no timer and no await.
+ * Expired records are removed as they are met and swept on every write and touch, with no timer, so an idle
+ * process is not kept alive. Past `maxSessions` the nearest deadlines are evicted, never the record being written.
+ * Patches apply to the live record: concurrent requests that change different keys both persist. Every call
+ * answers at once (no promise): the sessions layer takes the answer with no timer and no await.
  *
  * @param options `maxSessions`, the bound on records kept.
  * @example
@@ -59,6 +60,14 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     if (index?.delete(key) && index.size === 0) users.delete(user.key)
   }
 
+  const index = (key: string, record: SessionRecord): void => {
+    const user = record.meta.user
+    if (!user || !record.meta.handle) return
+    const entries = users.get(user.key) ?? new Map<string, string>()
+    users.set(user.key, entries)
+    entries.set(key, record.meta.handle)
+  }
+
   /** Removes a record and its index entry. */
   const drop = (key: string): void => {
     const entry = entries.get(key)
@@ -80,37 +89,38 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const put = (key: string, record: SessionRecord, ttl: number, now: number): void => {
     const deadline = now + ttl
     const entry = entries.get(key)
-    if (entry) {
-      if (entry.record.meta.user?.key !== record.meta.user?.key) unindex(key, entry.record)
-      entry.record = record
-      entry.deadline = deadline
-    } else {
+    index(key, record)
+    if (!entry) {
       entries.set(key, { record, deadline })
+      deadlines.push(deadline, key)
+      return
     }
-    const user = record.meta.user
-    if (user && record.meta.handle) {
-      const index = users.get(user.key) ?? new Map<string, string>()
-      users.set(user.key, index)
-      index.set(key, record.meta.handle)
-    }
-    deadlines.push(deadline, key)
+    if (entry.record.meta.user?.key !== record.meta.user?.key) unindex(key, entry.record)
+    entry.record = record
+    // A later deadline is re-filed lazily, when the sweep meets the record's older heap item: rewrites and
+    // touches do not grow the heap. An earlier deadline needs an item of its own.
+    if (deadline < entry.deadline) deadlines.push(deadline, key)
+    entry.deadline = deadline
   }
 
-  // Drops expired records, then the nearest deadlines while over the bound. A heap entry whose deadline no
-  // longer matches its record is stale (the record was extended or deleted) and is skipped.
-  const sweep = (now: number): void => {
+  // Drops expired records, then the nearest deadlines while over the bound, never the record `keep` being
+  // written now. Every record has a heap item no later than its deadline: an item later than its record's (or
+  // whose record is gone) is stale and dropped; an earlier one belongs to a record since extended, and is re-filed.
+  const sweep = (now: number, keep?: string): void => {
+    let kept: HeapItem | undefined
     for (;;) {
       const top = deadlines.peek()
       if (!top) break
       const entry = entries.get(top.key)
-      if (!entry || entry.deadline !== top.deadline) {
-        deadlines.pop()
-        continue
-      }
-      if (top.deadline > now && entries.size <= maxSessions) break
+      const current = entry !== undefined && entry.deadline === top.deadline
+      if (current && top.deadline > now && entries.size <= maxSessions) break
       deadlines.pop()
-      drop(top.key)
+      if (!entry || entry.deadline < top.deadline) continue
+      if (!current) deadlines.push(entry.deadline, top.key)
+      else if (top.key === keep && top.deadline > now) kept = top
+      else drop(top.key)
     }
+    if (kept) deadlines.push(kept.deadline, kept.key)
     if (deadlines.size > 2 * entries.size + 1024) deadlines.rebuild(entries)
   }
 
@@ -136,7 +146,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
         drop(replaces)
       }
       put(key, { data: Object.assign(Object.create(null), record.data), meta: record.meta }, ttl, now)
-      sweep(now)
+      sweep(now, key)
       return true
     },
     patch(key, patch: RecordPatch, ttl) {
@@ -144,7 +154,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       const entry = live(key, now)
       if (!entry) return false
       put(key, applyPatch(entry.record, patch), ttl, now)
-      sweep(now)
+      sweep(now, key)
       return true
     },
     touch(key, times: SessionTimes, ttl) {
@@ -152,6 +162,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       const entry = live(key, now)
       if (!entry) return false
       put(key, { data: entry.record.data, meta: { ...entry.record.meta, ...times } }, ttl, now)
+      sweep(now, key)
       return true
     },
     delete(key) {

@@ -5,10 +5,15 @@
  */
 
 import { createSessions, type ServerStore, SessionError } from 'edge-session'
-import { type DenoKv, type DenoKvAtomicOperation, denoKvStore } from 'edge-session/stores/deno-kv'
+import {
+  type DenoKv,
+  type DenoKvAtomicOperation,
+  type DenoKvKeyPart,
+  denoKvStore,
+} from 'edge-session/stores/deno-kv'
 import { describe, expect, it } from 'vitest'
 import { describeStoreConformance, storageKey } from '../conformance.ts'
-import { CookieJar } from '../support/jar.ts'
+import { CookieJar, manualClock } from '../support/jar.ts'
 
 // One database for the whole file (a test that opened its own would leak it as a resource); each store gets a
 // prefix of its own, so every test starts with an empty key space.
@@ -63,6 +68,68 @@ function contendedKv(failures: number): DenoKv & { commits: number } {
   return wrapper
 }
 
+/**
+ * `kv`, except that once `hold()` is called the next atomic commit waits until `release()`: `reached` resolves
+ * when it is waiting, after the read it is checked against. A request held there is between its read and its write.
+ */
+function heldKv() {
+  let gate: { reached: () => void; released: Promise<void> } | undefined
+  let reached: Promise<void> = Promise.resolve()
+  let release: () => void = () => {}
+  let commits = 0
+  const held: DenoKv = {
+    get: kv.get.bind(kv),
+    set: kv.set.bind(kv),
+    delete: kv.delete.bind(kv),
+    list: kv.list.bind(kv),
+    atomic(): DenoKvAtomicOperation {
+      const op = kv.atomic()
+      const wrapped: DenoKvAtomicOperation = {
+        check(...checks) {
+          op.check(...checks)
+          return wrapped
+        },
+        set(key, value, options) {
+          op.set(key, value, options)
+          return wrapped
+        },
+        delete(key) {
+          op.delete(key)
+          return wrapped
+        },
+        commit: async () => {
+          commits++
+          const waiting = gate
+          gate = undefined
+          if (waiting) {
+            waiting.reached()
+            await waiting.released
+          }
+          return op.commit()
+        },
+      }
+      return wrapped
+    },
+  }
+  return {
+    kv: held,
+    hold() {
+      let signal: () => void = () => {}
+      reached = new Promise<void>((resolve) => {
+        signal = resolve
+      })
+      gate = { reached: signal, released: new Promise<void>((resolve) => (release = resolve)) }
+    },
+    get reached() {
+      return reached
+    },
+    release: () => release(),
+    get commits() {
+      return commits
+    },
+  }
+}
+
 describe('denoKvStore', () => {
   it('keeps a session as one entry under [...prefix, hashed id], with its TTL and deadlines', async () => {
     const prefix = freshPrefix()
@@ -88,7 +155,7 @@ describe('denoKvStore', () => {
       Array.from({ length: 25 }, (_, i) =>
         store.patch(
           'k',
-          { set: { [`k${i}`]: i }, delete: i === 0 ? ['start'] : [], meta: meta(i) },
+          { set: { [`k${i}`]: i }, delete: i === 0 ? ['start'] : [], flash: [], meta: meta(i) },
           60_000,
           ctx(),
         ),
@@ -106,13 +173,15 @@ describe('denoKvStore', () => {
 
     const twice = contendedKv(2)
     const patient = denoKvStore({ kv: twice, prefix, maxAttempts: 3 })
-    expect(await patient.patch('k', { set: { b: 2 }, delete: [], meta: meta(1) }, 60_000, ctx())).toBe(true)
+    expect(
+      await patient.patch('k', { set: { b: 2 }, delete: [], flash: [], meta: meta(1) }, 60_000, ctx()),
+    ).toBe(true)
     expect(twice.commits).toBe(3)
     expect((await patient.get('k', ctx()))?.data).toEqual({ a: 1, b: 2 })
 
     const always = contendedKv(Number.POSITIVE_INFINITY)
     const store = denoKvStore({ kv: always, prefix, maxAttempts: 4 })
-    const patch = { set: { c: 3 }, delete: [], meta: meta(2) }
+    const patch = { set: { c: 3 }, delete: [], flash: [], meta: meta(2) }
     await expect(store.patch('k', patch, 60_000, ctx())).rejects.toMatchObject({ code: 'ERR_STORE' })
     expect(always.commits).toBe(4)
     await expect(store.touch?.('k', meta(3), 60_000, ctx())).rejects.toBeInstanceOf(SessionError)
@@ -136,7 +205,9 @@ describe('denoKvStore', () => {
     await store.set('k', { data: { a: 1 }, meta: meta() }, 30, ctx())
     await new Promise((resolve) => setTimeout(resolve, 60))
     expect(await store.get('k', ctx())).toBeNull()
-    expect(await store.patch('k', { set: { b: 2 }, delete: [], meta: meta() }, 60_000, ctx())).toBe(false)
+    expect(
+      await store.patch('k', { set: { b: 2 }, delete: [], flash: [], meta: meta() }, 60_000, ctx()),
+    ).toBe(false)
     expect(await store.touch?.('k', meta(), 60_000, ctx())).toBe(false)
     expect(await store.set('k2', { data: {}, meta: meta() }, 60_000, ctx(), 'k')).toBe(false)
     expect(await store.count?.(ctx())).toBe(0)
@@ -175,7 +246,7 @@ describe('denoKvStore', () => {
       { kv, prefix: [] },
       { kv, prefix: 'sess:' },
       { kv, prefix: [{}] },
-      { kv, prefix: ['x'.repeat(2000)] },
+      { kv, prefix: [null] },
       { kv, maxAttempts: 0 },
     ]
     for (const options of bad) {
@@ -183,5 +254,205 @@ describe('denoKvStore', () => {
         expect.objectContaining({ code: 'ERR_CONFIG' }),
       )
     }
+  })
+
+  it('measures a prefix as Deno KV encodes keys: what it accepts writes, one byte more is refused at creation', async () => {
+    // Deno KV keys are at most 2048 bytes; the hashed id takes 45 of them, so a prefix may take 2003. A string or
+    // byte array costs its bytes plus two, each NUL byte twice; a bigint one byte plus its magnitude's (two past
+    // eight bytes, and no more than 255 of them); a number nine.
+    const fits: [string, DenoKvKeyPart[]][] = [
+      ['text', ['x'.repeat(2001)]],
+      ['NUL characters', ['\0'.repeat(999), 'x']],
+      ['zero bytes', [new Uint8Array(999), 'x']],
+      ['a large bigint', [2n ** 2039n, 'x'.repeat(1744)]],
+      ['a negative bigint', [-(2n ** 63n), 'x'.repeat(1992)]],
+      ['numbers and booleans', [...Array.from({ length: 200 }, () => 1.5), true, 'x'.repeat(200)]],
+    ]
+    for (const [what, prefix] of fits) {
+      const withPrefix = (prefix: DenoKvKeyPart[]) => denoKvStore({ kv, prefix: [...prefix] })
+      const sessions = createSessions({ store: withPrefix(prefix), secrets: SECRET })
+      const jar = new CookieJar()
+      const s = await sessions.load(jar.request())
+      s.set('user', 'ada')
+      jar.update(await sessions.commit(s, new Response()))
+      expect((await sessions.load(jar.request())).get('user'), what).toBe('ada')
+      // One byte more, in the same kind of part, no longer fits.
+      const longer = [...prefix.slice(0, -1), `${String(prefix.at(-1))}x`]
+      expect(() => withPrefix(longer), what).toThrow(expect.objectContaining({ code: 'ERR_CONFIG' }))
+    }
+    for (const prefix of [['\0'.repeat(1001)], [new Uint8Array(1001)], [2n ** 2040n], [-(2n ** 2040n)]]) {
+      expect(() => denoKvStore({ kv, prefix }), String(prefix[0]).slice(0, 10)).toThrow(
+        expect.objectContaining({
+          code: 'ERR_CONFIG',
+          message: expect.stringMatching(/^denoKvStore\(\): `prefix`/),
+        }),
+      )
+    }
+  })
+
+  it('reads records back into null-prototype data, every key a plain own key', async () => {
+    const store = denoKvStore({ kv, prefix: freshPrefix() })
+    const data = JSON.parse('{"__proto__":{"x":1},"constructor":2,"toString":3}')
+    await store.set('k', { data, meta: meta() }, 60_000, ctx())
+    const read = (await store.get('k', ctx()))?.data ?? {}
+    expect(Object.getPrototypeOf(read)).toBeNull()
+    expect(Object.keys(read)).toEqual(['__proto__', 'constructor', 'toString'])
+    expect(Object.getOwnPropertyDescriptor(read, '__proto__')?.value).toEqual({ x: 1 })
+  })
+
+  it('patches flash markers as a change set, and a touch leaves them alone', async () => {
+    const store = denoKvStore({ kv, prefix: freshPrefix() })
+    await store.set('k', { data: { user: 'ada' }, meta: meta() }, 60_000, ctx())
+    const set = (values: Record<string, unknown>) => Object.assign(Object.create(null), values)
+    await store.patch(
+      'k',
+      { set: set({ notice: 'Saved!' }), delete: [], flash: ['notice'], meta: meta(1) },
+      60_000,
+      ctx(),
+    )
+    await store.patch('k', { set: set({ a: 1 }), delete: [], flash: [], meta: meta(2) }, 60_000, ctx())
+    await store.touch?.('k', meta(3), 60_000, ctx())
+    expect(await store.get('k', ctx())).toEqual({
+      data: { user: 'ada', notice: 'Saved!', a: 1 },
+      meta: { ...meta(3), flash: ['notice'] },
+    })
+    await store.patch('k', { set: set({}), delete: ['notice'], flash: [], meta: meta(4) }, 60_000, ctx())
+    expect(await store.get('k', ctx())).toEqual({ data: { user: 'ada', a: 1 }, meta: meta(4) })
+  })
+
+  it('keeps a flash when the flashing request is held between its read and its write while others commit', async () => {
+    const prefix = freshPrefix()
+    const held = heldKv()
+    const clock = manualClock()
+    const options = { secrets: SECRET, now: clock.now, touchInterval: 60 }
+    const sessions = createSessions({ ...options, store: denoKvStore({ kv, prefix }) })
+    const flashing = createSessions({ ...options, store: denoKvStore({ kv: held.kv, prefix }) })
+    const jar = new CookieJar()
+    const s0 = await sessions.load(jar.request())
+    s0.set('user', 'ada')
+    jar.update(await sessions.commit(s0, new Response()))
+    clock.advance(61_000)
+
+    // The flasher loads, and its commit is held after its read, before its checked write.
+    const flasher = await flashing.load(jar.request())
+    const writer = await sessions.load(jar.request())
+    const toucher = await sessions.load(jar.request())
+    flasher.flash('notice', 'Saved!')
+    held.hold()
+    const flashCommit = flashing.commit(flasher, new Response())
+    await held.reached
+    // Another key changes and the session is touched meanwhile: both land first.
+    writer.set('a', 1)
+    await sessions.commit(writer, new Response())
+    await sessions.commit(toucher, new Response())
+    held.release()
+    // The flasher's check fails, it re-reads and merges: its flash, the other key and the touch all kept.
+    await flashCommit
+    expect(held.commits).toBe(2)
+    const reader = await sessions.load(jar.request())
+    expect(reader.get('notice')).toBe('Saved!')
+    expect(reader.get('a')).toBe(1)
+    await sessions.commit(reader, new Response())
+    const after = await sessions.load(jar.request())
+    expect(after.has('notice')).toBe(false)
+    expect(after.all()).toEqual({ user: 'ada', a: 1 })
+  })
+
+  it('resolves true again when a regenerate that landed is retried, leaving the new entry alone', async () => {
+    const store = denoKvStore({ kv, prefix: freshPrefix() })
+    await store.set('old', { data: { user: 'ada' }, meta: meta() }, 60_000, ctx())
+    expect(await store.set('new', { data: { user: 'ada' }, meta: meta(1) }, 60_000, ctx(), 'old')).toBe(true)
+    // The reply was lost: the same call again finds the old entry gone and the new one there.
+    expect(await store.set('new', { data: { user: 'ada' }, meta: meta(1) }, 60_000, ctx(), 'old')).toBe(true)
+    expect(await store.get('new', ctx())).toEqual({ data: { user: 'ada' }, meta: meta(1) })
+    expect(await store.get('old', ctx())).toBeNull()
+  })
+
+  it('counts flash key names in the value size, refusing with ERR_TOO_LARGE before writing', async () => {
+    const store = denoKvStore({ kv, prefix: freshPrefix() })
+    // A 33 000-character key is in the data once and in the flash list once: 66 KB, over Deno KV's 64 KiB.
+    const name = 'k'.repeat(33_000)
+    const data = { [name]: 'v' }
+    await expect(
+      store.set('k', { data, meta: { ...meta(), flash: [name] } }, 60_000, ctx()),
+    ).rejects.toMatchObject({ code: 'ERR_TOO_LARGE' })
+    expect(await store.get('k', ctx())).toBeNull()
+    // Through a patch too, and a regenerate into it keeps the old record.
+    await store.set('k', { data: { user: 'ada' }, meta: meta() }, 60_000, ctx())
+    const set = Object.assign(Object.create(null), data)
+    await expect(
+      store.patch('k', { set, delete: [], flash: [name], meta: meta(1) }, 60_000, ctx()),
+    ).rejects.toMatchObject({ code: 'ERR_TOO_LARGE' })
+    await expect(
+      store.set('new', { data, meta: { ...meta(), flash: [name] } }, 60_000, ctx(), 'k'),
+    ).rejects.toMatchObject({ code: 'ERR_TOO_LARGE' })
+    expect(await store.get('k', ctx())).toEqual({ data: { user: 'ada' }, meta: meta() })
+    // The same data as a plain value fits.
+    await store.patch('k', { set, delete: [], flash: [], meta: meta(1) }, 60_000, ctx())
+    expect(Object.keys((await store.get('k', ctx()))?.data ?? {})).toEqual(['user', name])
+  })
+
+  it('reports Deno KV’s own refusal of a value as ERR_TOO_LARGE, should the estimate ever let one through', async () => {
+    const refusal = new TypeError('Value too large (max 65536 bytes)')
+    const refusing: DenoKv = {
+      ...contendedKv(0),
+      set: () => Promise.reject(refusal),
+      atomic: () => {
+        const op: DenoKvAtomicOperation = {
+          check: () => op,
+          set: () => op,
+          delete: () => op,
+          commit: () => Promise.reject(refusal),
+        }
+        return op
+      },
+    }
+    const prefix = freshPrefix()
+    await denoKvStore({ kv, prefix }).set('k', { data: { a: 1 }, meta: meta() }, 60_000, ctx())
+    const store = denoKvStore({ kv: refusing, prefix })
+    const record = { data: { a: 2 }, meta: meta() }
+    const tooLarge = { code: 'ERR_TOO_LARGE', cause: refusal }
+    await expect(store.set('k', record, 60_000, ctx())).rejects.toMatchObject(tooLarge)
+    await expect(store.set('new', record, 60_000, ctx(), 'k')).rejects.toMatchObject(tooLarge)
+    const patch = { set: { a: 2 }, delete: [], flash: [], meta: meta() }
+    await expect(store.patch('k', patch, 60_000, ctx())).rejects.toMatchObject(tooLarge)
+    // Other failures are left as they are.
+    const other = new TypeError('Key too large for write (max 2048 bytes)')
+    const failing = denoKvStore({ kv: { ...refusing, set: () => Promise.reject(other) }, prefix })
+    await expect(failing.set('k', record, 60_000, ctx())).rejects.toBe(other)
+  })
+
+  it('stops waiting between attempts as soon as the sessions layer gives up on the call', async () => {
+    const prefix = freshPrefix()
+    await denoKvStore({ kv, prefix }).set('k', { data: { a: 1 }, meta: meta() }, 60_000, ctx())
+    const always = contendedKv(Number.POSITIVE_INFINITY)
+    const store = denoKvStore({ kv: always, prefix, maxAttempts: 1_000 })
+    const controller = new AbortController()
+    // Timers that never fire: the store's pause between attempts can only end by the abort.
+    const realSetTimeout = globalThis.setTimeout
+    const stuck = () => 0
+    globalThis.setTimeout = stuck as unknown as typeof setTimeout
+    let settled: unknown
+    try {
+      const patch = { set: { b: 2 }, delete: [], flash: [], meta: meta(1) }
+      const patching = Promise.resolve(
+        store.patch('k', patch, 60_000, { env: undefined, signal: controller.signal }),
+      ).then(
+        () => 'resolved',
+        (error: unknown) => error,
+      )
+      // The first attempt's check fails; the store then pauses before the next one.
+      while (always.commits < 1) await new Promise((resolve) => realSetTimeout(resolve, 1))
+      await new Promise((resolve) => realSetTimeout(resolve, 1))
+      controller.abort(new Error('storeTimeout'))
+      settled = await Promise.race([
+        patching,
+        new Promise((resolve) => realSetTimeout(() => resolve('still waiting'), 1_000)),
+      ])
+    } finally {
+      globalThis.setTimeout = realSetTimeout
+    }
+    expect(settled).toMatchObject({ message: 'storeTimeout' })
+    expect(always.commits).toBe(1)
   })
 })

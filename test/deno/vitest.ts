@@ -32,6 +32,24 @@ setState({ assertionCalls: 0, isExpectingAssertions: false, expectedAssertionsNu
 const DEFAULT_TIMEOUT = 20_000
 
 const names: string[] = []
+/** While `collectTests` runs: the full names of the tests registered, instead of registering them. */
+let collected: string[] | null = null
+
+/**
+ * The full names of the tests `register` would register, without registering them (nothing runs): what a shared
+ * suite holds for given options, so a runner can check that all of them ran.
+ */
+export function collectTests(register: () => void): string[] {
+  const outer = collected
+  const own: string[] = []
+  collected = own
+  try {
+    register()
+  } finally {
+    collected = outer
+  }
+  return own
+}
 
 /** Groups tests: their names are prefixed with the group's, as vitest reports them. */
 export function describe(name: string, body: () => void): void {
@@ -45,6 +63,10 @@ export function describe(name: string, body: () => void): void {
 
 /** One test, registered with `Deno.test`. A test that outlives `timeout` fails. */
 export function it(name: string, body: () => unknown, timeout = DEFAULT_TIMEOUT): void {
+  if (collected) {
+    collected.push([...names, name].join(' > '))
+    return
+  }
   Deno.test([...names, name].join(' > '), async () => {
     let timer: ReturnType<typeof setTimeout> | undefined
     const expired = new Promise<never>((_, reject) => {

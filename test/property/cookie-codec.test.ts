@@ -10,7 +10,49 @@ const NAMES = ['sid', '__Host-sid', 's', 'my.session']
 const isOurs = (key: string, name: string) =>
   key === name || (key.length > name.length + 1 && key.startsWith(name) && key[name.length] === '.')
 
+/**
+ * readCookies as its doc states it, written the plain way: split at every ';', each pair cut at its first '='.
+ * The real one works in a single pass (linear on any header); the two must agree on every input.
+ */
+function referenceReadCookies(header: string, name: string): Array<[string, string]> {
+  const found: Array<[string, string]> = []
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=')
+    if (eq === -1) continue
+    const key = pair.slice(0, eq).trim()
+    if (!isOurs(key, name)) continue
+    let value = pair.slice(eq + 1).trim()
+    if (value.length >= 2 && value[0] === '"' && value[value.length - 1] === '"') value = value.slice(1, -1)
+    if (key.length + value.length <= MAX_COOKIE_SIZE) found.push([key, value])
+  }
+  return found
+}
+
+/** Headers made of the characters the parser looks at, so pairs without '=', empty pairs and '=' in values abound. */
+const separatorHeavyHeader = (name: string) =>
+  fc
+    .array(fc.constantFrom(';', '; ', '=', ' ', '\t', '"', name, `${name}.`, `${name}.0`, '0', 'x', 'a=b'), {
+      maxLength: 80,
+    })
+    .map((parts) => parts.join(''))
+
 describe('readCookies over any header', () => {
+  it('agrees with the plain split-and-cut reference parser on any header', () => {
+    fc.assert(
+      fc.property(
+        fc
+          .constantFrom(...NAMES)
+          .chain((name) =>
+            fc.tuple(fc.constant(name), fc.oneof(anyCookieHeader(name), separatorHeavyHeader(name))),
+          ),
+        ([name, header]) => {
+          expect(readCookies(header, name)).toEqual(referenceReadCookies(header, name))
+        },
+      ),
+      { numRuns: 1000 },
+    )
+  })
+
   it('never throws, and returns only our cookies, trimmed, each within what a browser keeps', () => {
     fc.assert(
       fc.property(

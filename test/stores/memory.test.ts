@@ -67,6 +67,65 @@ describe('memoryStore', () => {
     expect(store.size).toBe(1)
   })
 
+  it('sweeps expired records on a touch too, so a read-only workload does not keep them', async () => {
+    const store = memoryStore()
+    await store.set('reader', { data: { user: 'ada' }, meta: meta() }, 60_000, ctx)
+    for (let i = 0; i < 50; i++) await store.set(`short-${i}`, { data: {}, meta: meta() }, 20, ctx)
+    await new Promise((resolve) => setTimeout(resolve, 40))
+    expect(store.size).toBe(51)
+    expect(await store.touch?.('reader', meta(1), 60_000, ctx)).toBe(true)
+    expect(store.size).toBe(1)
+    expect(await store.get('reader', ctx)).toEqual({ data: { user: 'ada' }, meta: meta(1) })
+  })
+
+  it('never evicts the record it is writing, even when that record has the nearest deadline', async () => {
+    const store = memoryStore({ maxSessions: 2 })
+    await store.set('a', { data: { a: 1 }, meta: meta() }, 3_600_000, ctx)
+    await store.set('b', { data: { b: 1 }, meta: meta() }, 3_600_000, ctx)
+    // A full store, and a new record nearer its deadline than either: a set that resolves true must keep it.
+    expect(await store.set('c', { data: { c: 1 }, meta: meta() }, 60_000, ctx)).toBe(true)
+    expect(await store.get('c', ctx)).toEqual({ data: { c: 1 }, meta: meta() })
+    expect(store.size).toBe(2)
+    // The same through a regenerate into a full store.
+    expect(await store.set('d', { data: { d: 1 }, meta: meta() }, 1_000, ctx, 'c')).toBe(true)
+    expect(await store.get('d', ctx)).toEqual({ data: { d: 1 }, meta: meta() })
+    expect(store.size).toBe(2)
+  })
+
+  it('evicts by the latest deadline of records extended by touches and rewrites', async () => {
+    const store = memoryStore({ maxSessions: 3 })
+    await store.set('early', { data: {}, meta: meta() }, 60_000, ctx)
+    await store.set('middle', { data: {}, meta: meta() }, 120_000, ctx)
+    await store.set('late', { data: {}, meta: meta() }, 180_000, ctx)
+    // `early` is now the furthest from its deadline, `late` the nearest: a fourth record evicts `late`.
+    await store.touch?.('early', meta(1), 600_000, ctx)
+    await store.patch('middle', { set: { x: 1 }, delete: [], flash: [], meta: meta(1) }, 600_000, ctx)
+    await store.set('new', { data: {}, meta: meta() }, 600_000, ctx)
+    expect(await store.get('late', ctx)).toBeNull()
+    for (const key of ['early', 'middle', 'new']) expect(await store.get(key, ctx)).not.toBeNull()
+    // A shortened deadline counts too: `middle` rewritten to expire first is the next one evicted.
+    await store.patch('middle', { set: {}, delete: [], flash: [], meta: meta(2) }, 30_000, ctx)
+    await store.set('newer', { data: {}, meta: meta() }, 600_000, ctx)
+    expect(await store.get('middle', ctx)).toBeNull()
+    expect(store.size).toBe(3)
+  })
+
+  it('keeps flash markers on a touch, and treats a patch as a change set of them', async () => {
+    const store = memoryStore()
+    await store.set(
+      'k',
+      { data: { notice: 'Saved!', user: 'ada' }, meta: { ...meta(), flash: ['notice'] } },
+      60_000,
+      ctx,
+    )
+    await store.touch?.('k', meta(1), 60_000, ctx)
+    expect((await store.get('k', ctx))?.meta).toEqual({ ...meta(1), flash: ['notice'] })
+    await store.patch('k', { set: { a: 1 }, delete: [], flash: [], meta: meta(2) }, 60_000, ctx)
+    expect((await store.get('k', ctx))?.meta).toEqual({ ...meta(2), flash: ['notice'] })
+    await store.patch('k', { set: {}, delete: ['notice'], flash: [], meta: meta(3) }, 60_000, ctx)
+    expect((await store.get('k', ctx))?.meta).toEqual(meta(3))
+  })
+
   it('refuses a bound that is not a positive integer', () => {
     for (const maxSessions of [0, -1, 1.5, Number.NaN]) {
       expect(() => memoryStore({ maxSessions })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG' }))

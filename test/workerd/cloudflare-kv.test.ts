@@ -175,8 +175,22 @@ describe('cloudflareKvStore inside workerd', () => {
 
     const data = (await store.get('p', ctx()))?.data ?? {}
     expect(Object.keys(data)).toEqual(['__proto__'])
-    expect(Object.getPrototypeOf(data)).toBe(Object.prototype)
+    expect(Object.hasOwn(data, '__proto__')).toBe(true)
+    expect(Object.getOwnPropertyDescriptor(data, '__proto__')?.value).toEqual({ polluted: true })
     expect('polluted' in data).toBe(false)
+  })
+
+  it('reads records back into null-prototype data, every key a plain own key', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    const text =
+      '{"data":{"__proto__":{"x":1},"constructor":2,"toString":3},"meta":{"createdAt":1,"lastSeenAt":2,"expiresAt":3}}'
+    await kv.put(`${prefix}k`, text, { expirationTtl: 60, metadata: { expiresAt: 3 } })
+    const data = (await store.get('k', ctx()))?.data ?? {}
+    expect(Object.getPrototypeOf(data)).toBeNull()
+    expect(Object.keys(data)).toEqual(['__proto__', 'constructor', 'toString'])
+    expect(Object.getOwnPropertyDescriptor(data, '__proto__')?.value).toEqual({ x: 1 })
+    expect(data.constructor).toBe(2)
   })
 
   it('patch writes nothing once the sessions layer has given up on the call', async () => {
@@ -236,6 +250,10 @@ describe('cloudflareKvStore inside workerd', () => {
       ['array', '[1,2]'],
       ['nometa', '{"data":{}}'],
       ['badmeta', '{"data":{},"meta":{"createdAt":"1","lastSeenAt":2,"expiresAt":3}}'],
+      ['arraydata', '{"data":[1],"meta":{"createdAt":1,"lastSeenAt":2,"expiresAt":3}}'],
+      ['nulltime', '{"data":{},"meta":{"createdAt":1,"lastSeenAt":null,"expiresAt":3}}'],
+      ['badflash', '{"data":{"a":1},"meta":{"createdAt":1,"lastSeenAt":2,"expiresAt":3,"flash":"a"}}'],
+      ['flashnumber', '{"data":{"a":1},"meta":{"createdAt":1,"lastSeenAt":2,"expiresAt":3,"flash":[1]}}'],
     ] as const) {
       await kv.put(prefix + key, value, { expirationTtl: 60, metadata: { expiresAt: 0 } })
       await expect(store.get(key, ctx())).resolves.toBeNull()
@@ -290,6 +308,117 @@ describe('cloudflareKvStore inside workerd', () => {
     const noEnv = store.get('e', { env: undefined, signal: new AbortController().signal })
     await expect(noEnv).rejects.toSatisfy((error) => isSessionError(error, 'ERR_CONFIG'))
     await expect(noEnv).rejects.toThrow(/sessions\.load\(request, env\)/)
+  })
+
+  it('patches flash markers as a change set: a patch keeps the markers of keys it does not name', async () => {
+    const prefix = freshPrefix()
+    const store = cloudflareKvStore({ namespace: kv, prefix })
+    const times = (lastSeenAt: number) => ({ createdAt: 1_000, lastSeenAt, expiresAt: 1_000_000 })
+    await store.set('k', record({ user: 'ada' }), 60_000, ctx())
+    // One request flashes a notice; others, loaded before it, change another key and touch (an empty patch).
+    const flash = Object.assign(Object.create(null), { notice: 'Saved!' })
+    await store.patch('k', { set: flash, delete: [], flash: ['notice'], meta: times(2) }, 60_000, ctx())
+    await store.patch('k', { set: { a: 1 }, delete: [], flash: [], meta: times(3) }, 60_000, ctx())
+    await store.patch('k', { set: {}, delete: [], flash: [], meta: times(4) }, 60_000, ctx())
+    await expect(store.get('k', ctx())).resolves.toEqual({
+      data: { user: 'ada', notice: 'Saved!', a: 1 },
+      meta: { ...times(4), flash: ['notice'] },
+    })
+    // Setting the key again without flash, or deleting it, takes its marker off.
+    await store.patch('k', { set: { notice: 'plain' }, delete: [], flash: [], meta: times(5) }, 60_000, ctx())
+    await expect(store.get('k', ctx())).resolves.toMatchObject({ meta: times(5) })
+    expect((await store.get('k', ctx()))?.meta.flash).toBeUndefined()
+  })
+
+  it('overlapping patches keep one whole record: a flash value never loses its marker', async () => {
+    // KV cannot merge patches whose read and write overlap (last write wins). What it keeps is either request's
+    // whole view: the notice with its marker, or neither; never the notice as a plain value read forever.
+    for (const flasherWritesLast of [false, true]) {
+      const prefix = freshPrefix()
+      let reads = 0
+      let bothRead: () => void = () => {}
+      const readsDone = new Promise<void>((resolve) => {
+        bothRead = resolve
+      })
+      let releaseFirst: () => void = () => {}
+      const firstDone = new Promise<void>((resolve) => {
+        releaseFirst = resolve
+      })
+      const overlapping = (writesFirst: boolean): KvNamespace => ({
+        get: async (key, options) => {
+          const value = await kv.get(key, options)
+          if (++reads === 2) bothRead()
+          return value
+        },
+        put: async (key, value, options) => {
+          await readsDone
+          if (!writesFirst) await firstDone
+          await kv.put(key, value, options)
+          if (writesFirst) releaseFirst()
+        },
+        delete: (key) => kv.delete(key),
+        list: (options) => kv.list(options),
+      })
+      const flasher = cloudflareKvStore({ namespace: overlapping(!flasherWritesLast), prefix })
+      const writer = cloudflareKvStore({ namespace: overlapping(flasherWritesLast), prefix })
+      await cloudflareKvStore({ namespace: kv, prefix }).set('k', record({ user: 'ada' }), 60_000, ctx())
+      const meta = record({}).meta
+      await Promise.all([
+        flasher.patch('k', { set: { notice: 'Saved!' }, delete: [], flash: ['notice'], meta }, 60_000, ctx()),
+        writer.patch('k', { set: { a: 1 }, delete: [], flash: [], meta }, 60_000, ctx()),
+      ])
+      const stored = await flasher.get('k', ctx())
+      expect(stored).toEqual(
+        flasherWritesLast
+          ? { data: { user: 'ada', notice: 'Saved!' }, meta: { ...meta, flash: ['notice'] } }
+          : { data: { user: 'ada', a: 1 }, meta },
+      )
+    }
+  })
+
+  it('refuses a record over KV’s 25 MiB value limit with ERR_TOO_LARGE, before writing anything', async () => {
+    const MAX = 25 * 1024 * 1024
+    const prefix = freshPrefix()
+    let puts = 0
+    const counted: KvNamespace = {
+      get: (key, options) => kv.get(key, options),
+      put: (key, value, options) => {
+        puts++
+        return kv.put(key, value, options)
+      },
+      delete: (key) => kv.delete(key),
+      list: (options) => kv.list(options),
+    }
+    const store = cloudflareKvStore({ namespace: counted, prefix })
+    const overhead = JSON.stringify(record({ big: '' })).length
+    const tooLarge = (error: unknown) =>
+      isSessionError(error, 'ERR_TOO_LARGE') && /25 MiB/.test(error.message)
+
+    // One byte over, in ASCII; and in two-byte UTF-8, where the string is far shorter than its byte size.
+    await expect(
+      store.set('k', record({ big: 'x'.repeat(MAX - overhead + 1) }), 60_000, ctx()),
+    ).rejects.toSatisfy(tooLarge)
+    const twoByte = 'ż'.repeat(Math.floor((MAX - overhead) / 2) + 1)
+    await expect(store.set('k', record({ big: twoByte }), 60_000, ctx())).rejects.toSatisfy(tooLarge)
+    expect(puts).toBe(0)
+
+    // A patch that would grow the record past the limit writes nothing either.
+    await store.set('k', record({ small: 1 }), 60_000, ctx())
+    const meta = record({}).meta
+    await expect(
+      store.patch('k', { set: { big: twoByte }, delete: [], flash: [], meta }, 60_000, ctx()),
+    ).rejects.toSatisfy(tooLarge)
+    // A regenerate into a record too large keeps the old one: nothing deleted, nothing written.
+    await expect(store.set('new', record({ big: twoByte }), 60_000, ctx(), 'k')).rejects.toSatisfy(tooLarge)
+    expect(puts).toBe(1)
+    await expect(store.get('k', ctx())).resolves.toEqual(record({ small: 1 }))
+    await expect(store.get('new', ctx())).resolves.toBeNull()
+
+    // Exactly at the limit is KV's to keep.
+    await expect(store.set('max', record({ big: 'x'.repeat(MAX - overhead) }), 60_000, ctx())).resolves.toBe(
+      true,
+    )
+    expect((await store.get('max', ctx()))?.data.big).toHaveLength(MAX - overhead)
   })
 
   it('lets KV errors reach the sessions layer', async () => {
@@ -415,10 +544,25 @@ describe('cloudflareKvStore inside workerd', () => {
     expect(store.minTouchInterval).toBe(60_000)
     // No TTL-only update in KV: the sessions layer touches with a (rewriting) patch.
     expect(store.touch).toBeUndefined()
+  })
 
-    const timing = { absoluteTimeout: 3_600, touchInterval: 0 }
-    expect(configError(() => store.validate?.({ ...timing, idleTimeout: 59 }))).toMatch(/at least 60 seconds/)
-    expect(() => store.validate?.({ ...timing, idleTimeout: 60 })).not.toThrow()
+  it('refuses an idleTimeout its touch floor cannot keep alive: at least max(touchInterval, 60) + 60 seconds', () => {
+    const store = cloudflareKvStore({ namespace: kv })
+    const validate = (idleTimeout: number, touchInterval: number) => () =>
+      store.validate?.({ absoluteTimeout: 86_400, idleTimeout, touchInterval })
+    // touchInterval under KV's 60 s floor: a touch at most every 60 s, so at least 120 s.
+    for (const touchInterval of [0, 10, 60]) {
+      expect(configError(validate(60, touchInterval))).toMatch(
+        /^cloudflareKvStore\(\): idleTimeout must be at least 120 seconds, got 60: KV touches a session at most every 60 s/,
+      )
+      expect(configError(validate(119.5, touchInterval))).toMatch(/at least 120 seconds/)
+      expect(configError(validate(120, touchInterval))).toBe('no error')
+    }
+    // A longer touchInterval moves the floor with it.
+    expect(configError(validate(359, 300))).toMatch(
+      /at least 360 seconds, got 359: KV touches a session at most every 300 s/,
+    )
+    expect(configError(validate(360, 300))).toBe('no error')
   })
 
   it('rejects a bad configuration when created', () => {
