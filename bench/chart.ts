@@ -95,7 +95,8 @@ export function perRequestSvg(rows: readonly ChartRow[], caption: string): strin
   const x = (value: number) => labelWidth + (barWidth * Math.log10(value / low)) / Math.log10(high / low)
 
   const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="13">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="13" role="img">`,
+    `<title>Cost per request of each subject, read and write, in µs on a log scale, with the ratio to no session</title>`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="16" y="24" font-size="16" font-weight="600" fill="#212121">Cost per request: µs on a log scale, and the ratio to no session</text>`,
     `<text x="16" y="44" fill="#616161">${escapeXml(caption)}</text>`,
