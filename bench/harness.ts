@@ -5,7 +5,7 @@
  */
 
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { startLocalUpstash } from '../test/support/local-upstash.ts'
@@ -69,7 +69,10 @@ export interface BenchResult {
 
 const root = fileURLToPath(new URL('../', import.meta.url))
 
-/** Installed versions of the libraries compared, from their package.json. */
+/**
+ * Installed versions of the libraries compared, from their package.json: the peers from the bench's own
+ * node_modules, the rest (hono, the library's own dependencies) from the repository's.
+ */
 function versions(): Record<string, string> {
   const names = [
     'hono',
@@ -83,9 +86,9 @@ function versions(): Record<string, string> {
   ]
   const found: Record<string, string> = {}
   for (const name of names) {
-    const pkg = JSON.parse(readFileSync(`${root}node_modules/${name}/package.json`, 'utf8')) as {
-      version: string
-    }
+    const own = `${root}bench/node_modules/${name}/package.json`
+    const path = existsSync(own) ? own : `${root}node_modules/${name}/package.json`
+    const pkg = JSON.parse(readFileSync(path, 'utf8')) as { version: string }
     found[name] = pkg.version
   }
   return found

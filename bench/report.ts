@@ -1,5 +1,6 @@
 /** @module BENCHMARKS.md and the console summary, from a {@link BenchResult}. */
 
+import { CHART_PATH } from './chart.ts'
 import type { BenchResult } from './harness.ts'
 
 const us = (value: number) => (value >= 100 ? value.toFixed(0) : value.toFixed(1))
@@ -119,6 +120,8 @@ export function markdown(result: BenchResult, command: string): string {
 
 Written by \`${command}\` (\`bench/run.ts\`) on ${date}; it took ${Math.round(result.seconds)} s. Do not edit by hand:
 run it again. Figures are from one machine and one run; the ratios are what carries over to other machines.
+
+![Cost per request of each subject, read and write: µs on a log scale, with the ratio to no session](${CHART_PATH})
 
 ## Machine
 

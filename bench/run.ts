@@ -5,12 +5,14 @@
  * `--quick` (few rounds, short HTTP runs: a check, not figures to keep),
  * `--only id,id` (subjects to pair with the baseline), `--no-http`, `--no-micro`, `--no-round-trips`,
  * `--out FILE` (default BENCHMARKS.md), `--no-write`. Only a run with the default options writes
- * BENCHMARKS.md; any other writes only the file `--out` names.
+ * BENCHMARKS.md; any other writes only the file `--out` names. The chart goes to `docs/benchmarks.svg` beside it.
+ * `--chart-only` measures nothing: it redraws the chart from the table already in the `--out` file.
  */
 
-import { writeFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { CHART_PATH, chartCaption, chartRows, perRequestSvg, rowsFromMarkdown } from './chart.ts'
 import { type BenchOptions, DEFAULT_OPTIONS, runBench } from './harness.ts'
 import { markdown, summary } from './report.ts'
 
@@ -25,8 +27,25 @@ const { values } = parseArgs({
     'no-round-trips': { type: 'boolean', default: false },
     out: { type: 'string', default: 'BENCHMARKS.md' },
     'no-write': { type: 'boolean', default: false },
+    'chart-only': { type: 'boolean', default: false },
   },
 })
+
+/** Writes the chart beside `out` (the Markdown file that links it). */
+function writeChart(out: string, svg: string) {
+  const path = join(dirname(out), CHART_PATH)
+  mkdirSync(dirname(path), { recursive: true })
+  writeFileSync(path, svg)
+  console.error(`wrote ${path}`)
+}
+
+if (values['chart-only']) {
+  const out = resolve(values.out)
+  const text = readFileSync(out, 'utf8')
+  const date = /on (\d{4}-\d{2}-\d{2})/.exec(text)?.[1] ?? 'an earlier run'
+  writeChart(out, perRequestSvg(rowsFromMarkdown(text), `From ${values.out} of ${date}: ${chartCaption}`))
+  process.exit(0)
+}
 
 const options: BenchOptions = structuredClone(DEFAULT_OPTIONS)
 if (values.quick) {
@@ -69,6 +88,8 @@ if (values['no-write'] || (partial && values.out === 'BENCHMARKS.md')) {
   const command = args.length > 0 ? `npm run bench -- ${args.join(' ')}` : 'npm run bench'
   writeFileSync(out, markdown(result, command))
   console.error(`wrote ${values.out}`)
+  const date = result.startedAt.slice(0, 10)
+  writeChart(out, perRequestSvg(chartRows(result.paired), `npm run bench, ${date}: ${chartCaption}`))
 }
 const missed = result.targets.filter((t) => !t.pass)
 if (missed.length > 0) console.error(`${missed.length} target(s) missed`)

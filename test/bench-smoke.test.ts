@@ -3,6 +3,7 @@
  * It checks that figures exist and make sense, not how fast anything is.
  */
 import { describe, expect, it } from 'vitest'
+import { CHART_PATH, chartRows, perRequestSvg, rowsFromMarkdown } from '../bench/chart.ts'
 import { runBench } from '../bench/harness.ts'
 import { markdown } from '../bench/report.ts'
 
@@ -92,5 +93,22 @@ describe('npm run bench, one tiny round', () => {
       expect(text).toContain(heading)
     }
     expect(text).toContain(result.machine.node)
+
+    // The chart: every subject with its read and write bars, linked above the tables; and `--chart-only`
+    // reads back from the Markdown the figures the chart was drawn from.
+    expect(text.indexOf(`](${CHART_PATH})`)).toBeGreaterThan(0)
+    expect(text.indexOf(`](${CHART_PATH})`)).toBeLessThan(text.indexOf('| Subject'))
+    const svg = perRequestSvg(chartRows(result.paired), 'smoke')
+    expect(svg).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/)
+    for (const row of result.paired) expect(svg).toContain(`>${row.label}</text>`)
+    expect(svg.match(/<rect x="\d+" y="\d+" width="[\d.]+" height="12"/g)).toHaveLength(
+      2 * result.paired.length,
+    )
+    const parsed = rowsFromMarkdown(text)
+    expect(parsed.map((row) => row.label)).toEqual(result.paired.map((row) => row.label))
+    for (const [i, row] of parsed.entries()) {
+      expect(row.read.ratio).toBeCloseTo(result.paired[i]?.read.ratio ?? Number.NaN, 2)
+      expect(row.write.ratio).toBeCloseTo(result.paired[i]?.write.ratio ?? Number.NaN, 2)
+    }
   })
 })

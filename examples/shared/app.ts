@@ -152,26 +152,54 @@ function page(view: {
   store: string
 }): string {
   const flash = view.welcome ? `<p class="flash" role="status">${escapeHtml(view.welcome)}</p>` : ''
+  // #visits and #user are what the tests read; a logged-out page has no #user.
+  const who = view.user
+    ? `<strong id="user">${escapeHtml(view.user)}</strong>`
+    : '<strong class="none">nobody</strong>'
   const account = view.user
-    ? `<p>Logged in as <strong id="user">${escapeHtml(view.user)}</strong>.</p>
-    <form method="post" action="/api/logout"><button type="submit">Log out</button></form>`
+    ? `<form method="post" action="/api/logout"><button type="submit">Log out</button></form>`
     : `<form method="post" action="/api/login">
-      <label>Name <input name="user" required maxlength="64" autocomplete="username"></label>
-      <button type="submit">Log in</button>
-    </form>`
+        <label for="name">Name</label>
+        <input id="name" name="user" required maxlength="64" autocomplete="username" placeholder="ada">
+        <button type="submit">Log in</button>
+      </form>`
   return `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>edge-session demo</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}
-.flash{background:#e6f4ea;border:1px solid #9ad0a8;padding:.5rem 1rem;border-radius:6px}
-footer{color:#666;font-size:.85rem;margin-top:2rem}</style></head>
+<style>
+*{box-sizing:border-box}
+body{margin:0;background:#f3f5f8;color:#1f2933;font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif}
+main{max-width:34rem;margin:3rem auto;padding:1.75rem 2rem;background:#fff;border:1px solid #e1e5eb;
+  border-radius:14px;box-shadow:0 2px 8px rgba(15,23,42,.06)}
+h1{font-size:1.4rem;margin:0}
+.lead{color:#5f6b7a;margin:.25rem 0 1.5rem}
+.flash{background:#e7f5ec;border:1px solid #9fd3b0;color:#1d4d2c;padding:.65rem 1rem;border-radius:8px;margin:0 0 1.25rem}
+.facts{display:grid;grid-template-columns:1fr 1fr;gap:.75rem;margin:0 0 1.5rem}
+.fact{margin:0;padding:.8rem 1rem;border:1px solid #e1e5eb;border-radius:10px;color:#5f6b7a;font-size:.9rem}
+.fact strong{display:block;color:#1f2933;font-size:1.6rem;line-height:1.3;overflow-wrap:anywhere}
+.fact strong.none{color:#9aa5b1}
+form{display:flex;gap:.5rem;align-items:center;margin:0}
+label{color:#5f6b7a}
+input{flex:1;min-width:0;font:inherit;padding:.45rem .7rem;border:1px solid #c7cdd4;border-radius:8px}
+button{font:inherit;padding:.45rem 1.1rem;border:0;border-radius:8px;background:#1565c0;color:#fff;cursor:pointer}
+button:hover{background:#0d4f9c}
+footer{color:#7b8794;font-size:.85rem;margin-top:1.5rem;padding-top:1rem;border-top:1px solid #eef0f3}
+</style></head>
 <body>
-  <h1>edge-session demo</h1>
-  ${flash}
-  <p>Visits in this session: <strong id="visits">${view.visits}</strong></p>
-  ${account}
-  <footer>Served by ${escapeHtml(view.runtime)} with the ${escapeHtml(view.store)} store.</footer>
+  <main>
+    <h1>edge-session demo</h1>
+    <p class="lead">Your session, as this server keeps it: reload to count a visit, log in for a new session id
+      and a welcome shown once.</p>
+    ${flash}
+    <div class="facts">
+      <p class="fact">Visits in this session: <strong id="visits">${view.visits}</strong></p>
+      <p class="fact">Logged in as ${who}</p>
+    </div>
+    ${account}
+    <footer>Served by ${escapeHtml(view.runtime)} with the ${escapeHtml(view.store)} store. The session cookie is
+      HttpOnly: no script on this page can read it.</footer>
+  </main>
 </body>
 </html>`
 }

@@ -7,6 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type RunningExample, startExample } from '../support/examples.ts'
@@ -56,6 +57,26 @@ afterAll(async () => {
   if (profile) await rm(profile, { recursive: true, force: true })
 })
 
+/**
+ * The README's picture of the demo page (docs/demo.png): the page's card with a margin of its background. Written
+ * only with UPDATE_SCREENSHOTS=1, so a test run leaves the tree as it found it.
+ */
+async function screenshot(page: Page, path: string) {
+  if (process.env.UPDATE_SCREENSHOTS !== '1') return
+  const box = await page.locator('main').boundingBox()
+  if (!box) throw new Error('the demo page has no <main> to photograph')
+  const margin = 24
+  await page.screenshot({
+    path: fileURLToPath(new URL(`../../${path}`, import.meta.url)),
+    clip: {
+      x: box.x - margin,
+      y: box.y - margin,
+      width: box.width + 2 * margin,
+      height: box.height + 2 * margin,
+    },
+  })
+}
+
 /** What the demo page shows. */
 async function view(page: Page) {
   return {
@@ -78,6 +99,7 @@ describe('a browser session shared by two Node instances through Upstash', () =>
     await page.fill('input[name="user"]', 'ada')
     await Promise.all([page.waitForURL(`${first.url}/`), page.click('button[type="submit"]')])
     expect(await view(page)).toEqual({ visits: 2, user: 'ada', flashes: ['Welcome, ada!'] })
+    await screenshot(page, 'docs/demo.png')
 
     // The flash was for one page only.
     await page.reload()
