@@ -2,15 +2,17 @@
 
 export type { CookieAttributes, SameSite } from './cookie.ts'
 export { isSessionError, SessionError, type SessionErrorCode } from './errors.ts'
-export { type RegenerateOptions, Session } from './session.ts'
+export { type RegenerateOptions, Session, type SetUserOptions } from './session.ts'
 export {
   type CookieOptions,
   createSessions,
   type ResolvedSessionsOptions,
   type Sessions,
   type SessionsOptions,
+  type UserSession,
 } from './sessions.ts'
 export type {
+  Awaitable,
   CookieStore,
   RecordPatch,
   SealedSession,
@@ -20,6 +22,9 @@ export type {
   SessionMeta,
   SessionRecord,
   SessionStore,
+  SessionTimes,
+  SessionUser,
   StoreContext,
   StoreTimingOptions,
+  UserEntry,
 } from './store.ts'

@@ -1,17 +1,20 @@
 /**
  * @module The demo app every example serves (Node, Deno, Bun, Cloudflare Workers): a visit counter with log in,
- * log out and a flash message, as an HTML page and as a JSON API.
+ * log out, a flash message and the logged-in user's devices (revoke one, or every other), as an HTML page and as
+ * a JSON API.
  */
 
-import type { Sessions } from 'edge-session'
+import { isSessionError, type Session, type Sessions, type UserSession } from 'edge-session'
 import { type SessionEnv, session } from 'edge-session/hono'
 import { Hono, type MiddlewareHandler } from 'hono'
 
 export interface DemoData {
   visits?: number
-  user?: string
   welcome?: string
 }
+
+/** A device in `GET /api/sessions`: a live session of the user, `current` for the request's own. */
+export type DemoDevice = UserSession & { current: boolean }
 
 export interface DemoOptions {
   /** Shown on the page and in the `X-Served-By` header: 'node', 'deno', 'bun', 'workerd'. */
@@ -38,28 +41,30 @@ export function createDemoApp(
   })
   app.use(sameOriginPosts)
   app.use(sessionMiddleware(sessions))
+  const sessionsOf = (env: Record<string, unknown> | undefined) =>
+    typeof sessions === 'function' ? sessions(env ?? {}) : sessions
 
-  app.get('/', (c) => {
+  app.get('/', async (c) => {
     const s = c.get('session')
     const visits = countVisit(s)
-    const user = s.get('user') ?? null
     const welcome = s.get('welcome')
-    return c.html(page({ visits, user, welcome, ...options }))
+    const devices = await devicesOf(sessionsOf(c.env), s, c.env)
+    return c.html(page({ visits, user: s.userId, welcome, devices, ...options }))
   })
 
   app.get('/api/session', (c) => {
     const s = c.get('session')
     const visits = countVisit(s)
-    return c.json({ visits, user: s.get('user') ?? null })
+    return c.json({ visits, user: s.userId })
   })
 
   app.post('/api/login', async (c) => {
-    const user = await readUser(c.req.raw)
+    const user = await readField(c.req.raw, 'user')
     if (!user) return c.json({ error: 'Send a user name of 1 to 64 characters in the field "user"' }, 400)
     const s = c.get('session')
-    // New privileges, new id: a session id planted before login (fixation) is worthless after it.
-    s.regenerate({ renew: true })
-    s.set('user', user)
+    // Binds the session to the user with a new id (a session id planted before login is worthless after it),
+    // and lists it among the user's devices.
+    s.setUser(user)
     s.flash('welcome', `Welcome, ${user}!`)
     return answer(c.req.raw, { user })
   })
@@ -69,11 +74,49 @@ export function createDemoApp(
     return answer(c.req.raw, { user: null })
   })
 
+  app.get('/api/sessions', async (c) => {
+    const devices = await devicesOf(sessionsOf(c.env), c.get('session'), c.env)
+    if (devices === null) return c.json({ error: 'This store keeps no sessions per user' }, 501)
+    return c.json({ sessions: devices })
+  })
+
+  app.post('/api/sessions/revoke', async (c) => {
+    const s = c.get('session')
+    if (s.userId === null) return c.json({ error: 'Log in first' }, 401)
+    const handle = await readField(c.req.raw, 'handle')
+    if (!handle) return c.json({ error: 'Send the handle of a session in the field "handle"' }, 400)
+    const revoked = await sessionsOf(c.env).revokeUserSession(s.userId, handle, c.env)
+    return answer(c.req.raw, { revoked })
+  })
+
+  app.post('/api/sessions/revoke-others', async (c) => {
+    const s = c.get('session')
+    if (s.userId === null) return c.json({ error: 'Log in first' }, 401)
+    const revoked = await sessionsOf(c.env).revokeUserSessions(s.userId, { except: s.handle }, c.env)
+    return answer(c.req.raw, { revoked })
+  })
+
   return app
 
-  function answer(request: Request, body: { user: string | null }): Response {
+  function answer(request: Request, body: object): Response {
     if (wantsJson(request)) return Response.json(body)
     return new Response(null, { status: 303, headers: { Location: '/' } })
+  }
+}
+
+/** The logged-in user's live sessions, this one marked; [] when anonymous, null where the store has no index. */
+async function devicesOf(
+  sessions: Sessions<DemoData>,
+  s: Session<DemoData>,
+  env: unknown,
+): Promise<DemoDevice[] | null> {
+  if (s.userId === null) return []
+  try {
+    const list = await sessions.listUserSessions(s.userId, env)
+    return list.map((device) => ({ ...device, current: device.handle === s.handle }))
+  } catch (error) {
+    if (isSessionError(error, 'ERR_UNSUPPORTED')) return null
+    throw error
   }
 }
 
@@ -118,17 +161,19 @@ function countVisit(s: {
   return visits
 }
 
-async function readUser(request: Request): Promise<string | null> {
-  let user: unknown
+/** A field of a JSON or form body: a string of 1 to 64 characters once trimmed, or null. */
+async function readField(request: Request, field: string): Promise<string | null> {
+  let value: unknown
   try {
     const type = request.headers.get('content-type') ?? ''
-    if (type.includes('application/json')) user = ((await request.json()) as { user?: unknown } | null)?.user
-    else user = (await request.formData()).get('user')
+    if (type.includes('application/json'))
+      value = ((await request.json()) as Record<string, unknown> | null)?.[field]
+    else value = (await request.formData()).get(field)
   } catch {
     return null
   }
-  if (typeof user !== 'string') return null
-  const trimmed = user.trim()
+  if (typeof value !== 'string') return null
+  const trimmed = value.trim()
   return trimmed.length > 0 && trimmed.length <= 64 ? trimmed : null
 }
 
@@ -140,6 +185,26 @@ function wantsJson(request: Request): boolean {
   return !(type.includes('application/x-www-form-urlencoded') || type.includes('multipart/form-data'))
 }
 
+/** The user's devices with a revoke button each (not this one), and one to log out the others. */
+function deviceList(devices: DemoDevice[] | null): string {
+  if (devices === null)
+    return '<p class="lead">This store keeps no device list (sessions sealed in cookies).</p>'
+  const items = devices
+    .map((device) => {
+      const name = escapeHtml(device.label ?? device.userAgent ?? 'Unknown device')
+      const seen = new Date(device.lastSeenAt).toISOString().replace('T', ' ').slice(0, 16)
+      const action = device.current
+        ? '<span class="here">this device</span>'
+        : `<form method="post" action="/api/sessions/revoke"><input type="hidden" name="handle" value="${escapeHtml(device.handle)}"><button class="quiet" type="submit">Revoke</button></form>`
+      return `<li class="device" data-handle="${escapeHtml(device.handle)}"><span>${name}<small>last seen ${seen} UTC</small></span>${action}</li>`
+    })
+    .join('')
+  const others = devices.some((device) => !device.current)
+    ? '<form method="post" action="/api/sessions/revoke-others"><button class="quiet" type="submit">Log out other devices</button></form>'
+    : ''
+  return `<section><h2>Your devices</h2><ul class="devices" id="devices">${items}</ul>${others}</section>`
+}
+
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`)
 }
@@ -148,6 +213,7 @@ function page(view: {
   visits: number
   user: string | null
   welcome: string | undefined
+  devices: DemoDevice[] | null
   runtime: string
   store: string
 }): string {
@@ -163,6 +229,7 @@ function page(view: {
         <input id="name" name="user" required maxlength="64" autocomplete="username" placeholder="ada">
         <button type="submit">Log in</button>
       </form>`
+  const devices = view.user ? deviceList(view.devices) : ''
   return `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -184,6 +251,13 @@ label{color:#5f6b7a}
 input{flex:1;min-width:0;font:inherit;padding:.45rem .7rem;border:1px solid #c7cdd4;border-radius:8px}
 button{font:inherit;padding:.45rem 1.1rem;border:0;border-radius:8px;background:#1565c0;color:#fff;cursor:pointer}
 button:hover{background:#0d4f9c}
+.devices{margin:1.5rem 0 0;padding:0;list-style:none;border-top:1px solid #eef0f3}
+.devices h2{font-size:1rem;margin:1rem 0 .5rem}
+.device{display:flex;justify-content:space-between;align-items:center;gap:1rem;padding:.5rem 0;border-bottom:1px solid #eef0f3}
+.device small{display:block;color:#7b8794}
+.device .here{color:#1d4d2c;font-size:.85rem}
+button.quiet{background:#eef0f3;color:#1f2933}
+button.quiet:hover{background:#dde2e8}
 footer{color:#7b8794;font-size:.85rem;margin-top:1.5rem;padding-top:1rem;border-top:1px solid #eef0f3}
 </style></head>
 <body>
@@ -197,6 +271,7 @@ footer{color:#7b8794;font-size:.85rem;margin-top:1.5rem;padding-top:1rem;border-
       <p class="fact">Logged in as ${who}</p>
     </div>
     ${account}
+    ${devices}
     <footer>Served by ${escapeHtml(view.runtime)} with the ${escapeHtml(view.store)} store. The session cookie is
       HttpOnly: no script on this page can read it.</footer>
   </main>

@@ -49,6 +49,69 @@ describe('the demo app', () => {
     expect(await (await call(app, jar, '/api/session')).json()).toEqual({ visits: 1, user: null })
   })
 
+  it("lists the user's devices, revokes one, and logs out the others, as JSON and as forms", async () => {
+    const app = demo()
+    const login = async (agent: string) => {
+      const jar = new CookieJar()
+      const response = await call(app, jar, '/api/login', {
+        method: 'POST',
+        headers: { ...json, 'user-agent': agent },
+        body: '{"user":"ada"}',
+      })
+      expect(response.status).toBe(200)
+      return jar
+    }
+    const phone = await login('Phone/1')
+    const laptop = await login('Laptop/1')
+    const tablet = await login('Tablet/1')
+    const bob = new CookieJar()
+    await call(app, bob, '/api/login', { method: 'POST', headers: json, body: '{"user":"bob"}' })
+
+    const listed = (await (await call(app, laptop, '/api/sessions')).json()) as {
+      sessions: Array<{ handle: string; userAgent: string | null; current: boolean }>
+    }
+    expect(listed.sessions.map((d) => [d.userAgent, d.current])).toEqual([
+      ['Tablet/1', false],
+      ['Laptop/1', true],
+      ['Phone/1', false],
+    ])
+    for (const device of listed.sessions) expect(device.handle).toMatch(/^[A-Za-z0-9_-]{22}$/)
+    // The page lists them with a revoke button for every device but this one.
+    const page = await (await call(app, laptop, '/')).text()
+    expect(page.match(/action="\/api\/sessions\/revoke"/g)).toHaveLength(2)
+    expect(page).toContain('this device')
+
+    // Revoke the phone from the laptop (a form post: 303 back to the page).
+    const phoneHandle = listed.sessions.find((d) => d.userAgent === 'Phone/1')?.handle ?? ''
+    const revoke = await call(app, laptop, '/api/sessions/revoke', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
+      body: `handle=${phoneHandle}`,
+    })
+    expect(revoke.status).toBe(303)
+    expect(await (await call(app, phone, '/api/session')).json()).toEqual({ visits: 1, user: null })
+    // Bob cannot revoke ada's sessions by handle.
+    const tabletHandle = listed.sessions.find((d) => d.userAgent === 'Tablet/1')?.handle ?? ''
+    const foreign = await call(app, bob, '/api/sessions/revoke', {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ handle: tabletHandle }),
+    })
+    expect(await foreign.json()).toEqual({ revoked: false })
+
+    const others = await call(app, laptop, '/api/sessions/revoke-others', { method: 'POST', headers: json })
+    expect(await others.json()).toEqual({ revoked: 1 })
+    expect(await (await call(app, tablet, '/api/session')).json()).toEqual({ visits: 1, user: null })
+    const after = (await (await call(app, laptop, '/api/sessions')).json()) as { sessions: unknown[] }
+    expect(after.sessions).toHaveLength(1)
+    expect(await (await call(app, new CookieJar(), '/api/sessions')).json()).toEqual({ sessions: [] })
+    const anonymous = await call(app, new CookieJar(), '/api/sessions/revoke-others', {
+      method: 'POST',
+      headers: json,
+    })
+    expect(anonymous.status).toBe(401)
+  })
+
   it('shows the page, logs in through the form with a 303, and flashes the welcome once', async () => {
     const app = demo()
     const jar = new CookieJar()
