@@ -145,6 +145,12 @@ beforeAll(() => {
     JSON.stringify({ name: 'readme-app', private: true, type: 'module' }),
   )
   for (const block of checked) writeFileSync(join(app, fileOf(block)), `${block.code}\n`)
+  // Snippets for Deno call its global; the app is checked with Node's types, so Deno's one entry point the
+  // README uses is declared here, typed as the package's own `DenoKv` (what `Deno.openKv()` gives).
+  writeFileSync(
+    join(app, 'deno-globals.d.ts'),
+    "declare namespace Deno {\n  function openKv(path?: string): Promise<import('edge-session/stores/deno-kv').DenoKv>\n}\n",
+  )
   console.log(
     `README.md: ${blocks.length} TypeScript blocks, ${checked.length} type-checked, ` +
       `${blocks.length - checked.length} skipped (${blocks
@@ -167,13 +173,19 @@ describe('README.md TypeScript', () => {
   })
 
   it('type-checks against the packed package with moduleResolution bundler', { timeout: 120_000 }, () => {
-    const { code, output } = tsc({ module: 'ESNext', moduleResolution: 'bundler' }, checked.map(fileOf))
+    const { code, output } = tsc({ module: 'ESNext', moduleResolution: 'bundler' }, [
+      ...checked.map(fileOf),
+      'deno-globals.d.ts',
+    ])
     expect(output).toBe('')
     expect(code).toBe(0)
   })
 
   it('type-checks against the packed package with moduleResolution nodenext', { timeout: 120_000 }, () => {
-    const { code, output } = tsc({ module: 'NodeNext', moduleResolution: 'nodenext' }, checked.map(fileOf))
+    const { code, output } = tsc({ module: 'NodeNext', moduleResolution: 'nodenext' }, [
+      ...checked.map(fileOf),
+      'deno-globals.d.ts',
+    ])
     expect(output).toBe('')
     expect(code).toBe(0)
   })
