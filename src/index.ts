@@ -11,6 +11,7 @@ export {
   type SessionsOptions,
 } from './sessions.ts'
 export type {
+  Awaitable,
   CookieStore,
   RecordPatch,
   SealedSession,
@@ -20,6 +21,8 @@ export type {
   SessionMeta,
   SessionRecord,
   SessionStore,
+  SessionTimes,
   StoreContext,
   StoreTimingOptions,
 } from './store.ts'
+export { applyPatch } from './stores/shared.ts'
