@@ -283,18 +283,19 @@ export function decodeValue(stored: unknown): unknown {
 /**
  * The record in an HGETALL reply, or null when there is none, or when the hash is not a whole record this store
  * wrote (a value it cannot decode, missing metadata): such a hash cannot be trusted, and the sessions layer then
- * starts a fresh session. A reply of the wrong shape is the client's failure, and throws.
+ * starts a fresh session. A reply of the wrong shape is the client's failure, and throws. The data object has a
+ * null prototype, so every string key (`__proto__` included) is a plain own key.
  */
 export function decodeRecord(reply: unknown): SessionRecord | null {
   const entries = hashEntries(reply)
-  const data: [string, unknown][] = []
+  const data: SessionData = Object.create(null)
   const meta = new Map<string, unknown>()
   for (const [field, stored] of entries) {
     const isData = field.startsWith(DATA)
     if (!isData && !field.startsWith('m:')) continue
     const value = decodeValue(stored)
     if (value === undefined) return null
-    if (isData) data.push([field.slice(DATA.length), value])
+    if (isData) data[field.slice(DATA.length)] = value
     else meta.set(field, value)
   }
   const createdAt = meta.get(CREATED_AT)
@@ -305,8 +306,7 @@ export function decodeRecord(reply: unknown): SessionRecord | null {
   if (flash !== undefined && !(Array.isArray(flash) && flash.every((key) => typeof key === 'string')))
     return null
   return {
-    // fromEntries defines own properties, so a data key such as "__proto__" stays data.
-    data: Object.fromEntries(data) as SessionData,
+    data,
     meta: { createdAt, lastSeenAt, expiresAt, ...(flash !== undefined && flash.length > 0 ? { flash } : {}) },
   }
 }

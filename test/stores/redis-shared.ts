@@ -173,3 +173,59 @@ export async function measureEach<T>(steps: Steps, start: Meter<T>): Promise<Rec
   }
   return measured
 }
+
+/** Keys that an object merge, a `d:`/`f:`/`m:` field namespace or a prototype could lose or misread. */
+const AWKWARD_KEYS = [
+  '__proto__',
+  'constructor',
+  'prototype',
+  'toString',
+  'hasOwnProperty',
+  'd:x',
+  'f:x',
+  'm:createdAt',
+  'm:flash',
+  '',
+]
+
+function awkwardData(tag: string): Record<string, unknown> {
+  const data: Record<string, unknown> = Object.create(null)
+  for (const key of AWKWARD_KEYS) data[key] = { of: key, tag }
+  return data
+}
+
+/**
+ * Every string key survives a whole write and a patch (set, delete): `get` answers a null-prototype data object
+ * holding exactly the keys written, each an own key.
+ */
+export async function expectEveryKeyKept(store: ServerStore): Promise<void> {
+  const whole = newKey()
+  await store.set(whole, { data: awkwardData('set'), meta: meta({ flash: ['__proto__'] }) }, HOUR, ctx())
+  const read = await store.get(whole, ctx())
+  expect(Object.getPrototypeOf(read?.data)).toBeNull()
+  expect(Object.keys(read?.data ?? {}).sort()).toEqual([...AWKWARD_KEYS].sort())
+  for (const key of AWKWARD_KEYS) expect(read?.data[key]).toEqual({ of: key, tag: 'set' })
+  expect(read?.meta.flash).toEqual(['__proto__'])
+
+  const patched = newKey()
+  await store.set(patched, record({ user: 'ada' }), HOUR, ctx())
+  const change: RecordPatch = {
+    set: awkwardData('patch'),
+    delete: [],
+    flash: [],
+    meta: meta(),
+  }
+  expect(await store.patch(patched, change, HOUR, ctx())).toBe(true)
+  const after = await store.get(patched, ctx())
+  expect(Object.getPrototypeOf(after?.data)).toBeNull()
+  expect(Object.keys(after?.data ?? {}).sort()).toEqual(['user', ...AWKWARD_KEYS].sort())
+  for (const key of AWKWARD_KEYS) {
+    expect(Object.hasOwn(after?.data ?? {}, key)).toBe(true)
+    expect(after?.data[key]).toEqual({ of: key, tag: 'patch' })
+  }
+  const removal: RecordPatch = { set: Object.create(null), delete: AWKWARD_KEYS, flash: [], meta: meta() }
+  expect(await store.patch(patched, removal, HOUR, ctx())).toBe(true)
+  const left = await store.get(patched, ctx())
+  expect(Object.keys(left?.data ?? {})).toEqual(['user'])
+  expect(left?.meta.flash).toBeUndefined()
+}

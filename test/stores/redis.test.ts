@@ -10,6 +10,7 @@ import { infoField, type RedisNode, RedisNodes, replicaSynced, startCluster } fr
 import {
   ctx,
   expectAbortedCallsRefused,
+  expectEveryKeyKept,
   expectOneRoundTripAndCommandEach,
   expectSessionHash,
   HOUR,
@@ -250,6 +251,12 @@ describe('redisStore', () => {
   })
 })
 
+describe('redisStore: every key', () => {
+  it('keeps every string key, __proto__ included, on a whole write and on a patch', async () => {
+    await expectEveryKeyKept(redisStore({ client: await connect(standalone), prefix: nextPrefix() }))
+  })
+})
+
 describe('redisStore with waitForReplicas', () => {
   it('sends WAIT behind each write in the same round trip, and none behind reads and counts', async () => {
     const client = countingClient(await connect(master))
@@ -456,6 +463,13 @@ describe('redisStore on a Redis Cluster (3 masters)', () => {
     expect(await store.set(key, record({ a: 1 }), HOUR, ctx(), oldKey)).toBe(false)
     expect(await client().exists(prefix + key)).toBe(0)
     expect(await client().exists(prefix + oldKey)).toBe(0)
+  })
+
+  it.each([
+    ['keys spread over slots', () => nextPrefix()],
+    ['prefix with a hash tag', () => `{${nextPrefix()}}`],
+  ])('keeps every key (%s)', async (_, prefixFor) => {
+    await expectEveryKeyKept(redisStore({ client: client(), prefix: prefixFor() }))
   })
 
   it('waits for replicas on a Cluster too (WAIT goes to the node of the write)', async () => {

@@ -11,6 +11,7 @@ import { useLocalUpstash } from '../support/use-local-upstash.ts'
 import {
   ctx,
   expectAbortedCallsRefused,
+  expectEveryKeyKept,
   expectOneRoundTripAndCommandEach,
   expectSessionHash,
   HOUR,
@@ -104,7 +105,7 @@ describe.each([
     expect(await store.set(key, record(tricky, { flash: ['decimalString'] }), HOUR, ctx())).toBe(true)
     const read = await store.get(key, ctx())
     expect(read).toEqual(record(tricky, { flash: ['decimalString'] }))
-    expect(Object.getPrototypeOf(read?.data)).toBe(Object.prototype)
+    expect(Object.getPrototypeOf(read?.data)).toBeNull()
     expect(Object.hasOwn(read?.data ?? {}, '__proto__')).toBe(true)
     expect(read?.data.decimalString).toBe('1.5')
     expect(read?.data.jsonObjectString).toBe('{"a":1}')
@@ -520,5 +521,11 @@ describe('createSessions over upstashStore', () => {
     await expect(sessions.load(jar.request())).rejects.toMatchObject({ code: 'ERR_STORE' })
     expect(Date.now() - started).toBeLessThan(1_000)
     await new Promise((resolve) => setTimeout(resolve, 1_500))
+  })
+})
+
+describe('upstashStore: every key', () => {
+  it('keeps every string key, __proto__ included, on a whole write and on a patch', async () => {
+    await expectEveryKeyKept(upstashStore({ redis: local.client() }))
   })
 })
