@@ -1,7 +1,14 @@
 /** @module @internal The Redis side of the Redis-backed stores: record layout, Lua scripts and value encoding. */
 
 import { SessionError } from '../errors.ts'
-import type { RecordPatch, ServerStore, SessionData, SessionMeta, SessionRecord } from '../store.ts'
+import type {
+  RecordPatch,
+  ServerStore,
+  SessionData,
+  SessionMeta,
+  SessionRecord,
+  SessionTimes,
+} from '../store.ts'
 
 /**
  * What a client adapter (Upstash over HTTP, a TCP client later) provides: two operations, one round trip each.
@@ -46,8 +53,11 @@ export interface RedisStoreOptions {
 /*
  * Layout. A session is one hash under `prefix + key`:
  *   d:<data key>   one field per data key
- *   m:createdAt, m:lastSeenAt, m:expiresAt, m:flash (only when not empty)   the metadata
- * and its TTL (PEXPIRE) follows the nearer deadline. The namespaces keep any data key apart from the metadata.
+ *   f:<data key>   one field per flash marker (value j1), so a patch sets and clears markers with HSET/HDEL
+ *   m:createdAt, m:lastSeenAt, m:expiresAt   the times
+ * and its TTL (PEXPIRE) follows the nearer deadline. The namespaces keep any data key apart from the rest.
+ * Records written before markers had a field each keep them as one JSON list in m:flash: read as markers, and
+ * turned into f: fields by the next patch.
  *
  * Every value is `j` + its JSON. The leading letter makes the stored text never valid JSON nor a number, so a
  * client that parses replies (@upstash/redis's automaticDeserialization turns "1.5" into 1.5 and '{"a":1}' into
@@ -59,10 +69,13 @@ export interface RedisStoreOptions {
  * prefix does not pin one slot there is none: the scripts get no KEYS[2], and `check`, `track` and ZREM skip it.
  */
 const DATA = 'd:'
+const FLASH = 'f:'
+const META = 'm:'
 const CREATED_AT = 'm:createdAt'
 const LAST_SEEN_AT = 'm:lastSeenAt'
 const EXPIRES_AT = 'm:expiresAt'
-const FLASH = 'm:flash'
+const LEGACY_FLASH = 'm:flash'
+const MARKED = 'j1'
 const ENCODING = 'j'
 /** The sorted set of live sessions, after the prefix. */
 export const LIVE_SET = '#live'
@@ -133,6 +146,7 @@ return 1
 /*
  * patch and touch: KEYS record, live set; ARGV ttl, member, number of pairs n, n field/value pairs, fields to
  * delete. A missing record is not recreated (HSET alone would): REST has no WATCH, so the check runs in here.
+ * A legacy m:flash list becomes f: fields first, so the patch's HDEL/HSET of markers apply to it as well.
  */
 const PATCH_SCRIPT = `${LUA_WRITE}
 check(KEYS[1], 'hash')
@@ -140,6 +154,16 @@ check(KEYS[2], 'zset')
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[2]) end
   return 0
+end
+local legacy = redis.call('HGET', KEYS[1], '${LEGACY_FLASH}')
+if legacy then
+  local ok, marked = pcall(cjson.decode, string.sub(legacy, 2))
+  if ok and type(marked) == 'table' then
+    for _, key in ipairs(marked) do
+      if type(key) == 'string' then redis.call('HSET', KEYS[1], '${FLASH}' .. key, '${MARKED}') end
+    end
+    redis.call('HDEL', KEYS[1], '${LEGACY_FLASH}')
+  end
 end
 local ttl = tonumber(ARGV[1])
 local last = 3 + 2 * tonumber(ARGV[3])
@@ -191,7 +215,6 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
   // Without the live set, the scripts find no KEYS[2] and skip their index work (see the Lua above).
   const spread = cluster === true && !pinsSlot(prefix)
   const live = spread ? [] : [prefix + LIVE_SET]
-
   const store: ServerStore = {
     kind: 'server',
     name,
@@ -203,7 +226,7 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
     async set(key, record, ttl, { signal }, replaces) {
       const keys = [prefix + key, ...live]
       if (replaces !== undefined && !spread) keys.push(prefix + replaces)
-      const args = [ttlArg(ttl), key, replaces ?? '', ...dataFields(record.data), ...metaFields(record.meta)]
+      const args = [ttlArg(ttl), key, replaces ?? '', ...recordFields(record)]
       if (replaces === undefined || !spread)
         return written(await commands.eval(SET_SCRIPT, keys, args, signal))
       // Cluster, two slots: write the new record and take the old one at once, one round trip's time. When the
@@ -223,18 +246,24 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
     },
 
     async patch(key, patch: RecordPatch, ttl, { signal }) {
-      const pairs = [...dataFields(patch.set), ...metaFields(patch.meta)]
-      const deleted = patch.delete.map((field) => DATA + field)
-      if (!hasFlash(patch.meta)) deleted.push(FLASH)
+      const pairs: string[] = []
+      const deleted: string[] = []
+      const flash = new Set(patch.flash)
+      for (const field of Object.keys(patch.set)) {
+        pairs.push(DATA + field, encodeValue(patch.set[field]))
+        if (flash.has(field)) pairs.push(FLASH + field, MARKED)
+        else deleted.push(FLASH + field)
+      }
+      for (const field of patch.delete) deleted.push(DATA + field, FLASH + field)
+      pairs.push(...timeFields(patch.meta))
       const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs, ...deleted]
       return written(await commands.eval(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
     },
 
-    // The metadata and the TTL only: the data fields are not sent, so a touch cannot undo a concurrent write.
-    async touch(key, meta: SessionMeta, ttl, { signal }) {
-      const pairs = metaFields(meta)
+    // The times and the TTL only: no data field nor marker is sent, so a touch cannot undo a concurrent write.
+    async touch(key, times, ttl, { signal }) {
+      const pairs = timeFields(times)
       const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs]
-      if (!hasFlash(meta)) args.push(FLASH)
       return written(await commands.eval(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
     },
 
@@ -282,33 +311,40 @@ export function decodeValue(stored: unknown): unknown {
 
 /**
  * The record in an HGETALL reply, or null when there is none, or when the hash is not a whole record this store
- * wrote (a value it cannot decode, missing metadata): such a hash cannot be trusted, and the sessions layer then
+ * wrote (a value it cannot decode, missing times): such a hash cannot be trusted, and the sessions layer then
  * starts a fresh session. A reply of the wrong shape is the client's failure, and throws. The data object has a
  * null prototype, so every string key (`__proto__` included) is a plain own key.
  */
 export function decodeRecord(reply: unknown): SessionRecord | null {
-  const entries = hashEntries(reply)
   const data: SessionData = Object.create(null)
-  const meta = new Map<string, unknown>()
-  for (const [field, stored] of entries) {
+  const marked = new Set<string>()
+  const times = new Map<string, unknown>()
+  for (const [field, stored] of hashEntries(reply)) {
+    if (field.startsWith(FLASH)) {
+      marked.add(field.slice(FLASH.length))
+      continue
+    }
     const isData = field.startsWith(DATA)
-    if (!isData && !field.startsWith('m:')) continue
+    if (!isData && !field.startsWith(META)) continue
     const value = decodeValue(stored)
     if (value === undefined) return null
     if (isData) data[field.slice(DATA.length)] = value
-    else meta.set(field, value)
+    else times.set(field, value)
   }
-  const createdAt = meta.get(CREATED_AT)
-  const lastSeenAt = meta.get(LAST_SEEN_AT)
-  const expiresAt = meta.get(EXPIRES_AT)
-  const flash = meta.get(FLASH)
+  const createdAt = times.get(CREATED_AT)
+  const lastSeenAt = times.get(LAST_SEEN_AT)
+  const expiresAt = times.get(EXPIRES_AT)
   if (!isTime(createdAt) || !isTime(lastSeenAt) || !isTime(expiresAt)) return null
-  if (flash !== undefined && !(Array.isArray(flash) && flash.every((key) => typeof key === 'string')))
-    return null
-  return {
-    data,
-    meta: { createdAt, lastSeenAt, expiresAt, ...(flash !== undefined && flash.length > 0 ? { flash } : {}) },
+  const legacy = times.get(LEGACY_FLASH)
+  if (legacy !== undefined) {
+    if (!Array.isArray(legacy) || !legacy.every((key) => typeof key === 'string')) return null
+    for (const key of legacy) marked.add(key)
   }
+  // A marker counts only beside its value (a patch clears both together; this is a guard, not a path).
+  const flash = [...marked].filter((key) => Object.hasOwn(data, key))
+  const meta: SessionMeta = { createdAt, lastSeenAt, expiresAt }
+  if (flash.length > 0) meta.flash = flash
+  return { data, meta }
 }
 
 function hashEntries(reply: unknown): [string, unknown][] {
@@ -327,27 +363,24 @@ function hashEntries(reply: unknown): [string, unknown][] {
   throw unexpected('HGETALL', reply)
 }
 
-function dataFields(data: SessionData): string[] {
+/** A whole record's fields: data, a marker per flash key, times. */
+function recordFields({ data, meta }: SessionRecord): string[] {
   const fields: string[] = []
-  for (const [key, value] of Object.entries(data)) fields.push(DATA + key, encodeValue(value))
+  for (const key of Object.keys(data)) fields.push(DATA + key, encodeValue(data[key]))
+  for (const key of meta.flash ?? []) if (Object.hasOwn(data, key)) fields.push(FLASH + key, MARKED)
+  fields.push(...timeFields(meta))
   return fields
 }
 
-function metaFields(meta: SessionMeta): string[] {
-  const fields = [
+function timeFields(times: SessionTimes): string[] {
+  return [
     CREATED_AT,
-    encodeValue(meta.createdAt),
+    encodeValue(times.createdAt),
     LAST_SEEN_AT,
-    encodeValue(meta.lastSeenAt),
+    encodeValue(times.lastSeenAt),
     EXPIRES_AT,
-    encodeValue(meta.expiresAt),
+    encodeValue(times.expiresAt),
   ]
-  if (hasFlash(meta)) fields.push(FLASH, encodeValue(meta.flash))
-  return fields
-}
-
-function hasFlash(meta: SessionMeta): boolean {
-  return meta.flash !== undefined && meta.flash.length > 0
 }
 
 function isTime(value: unknown): value is number {

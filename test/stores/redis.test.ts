@@ -1,5 +1,5 @@
 /** @module redisStore() through ioredis against real redis-servers: standalone, with a replica, and a Cluster. */
-import { createSessions, type SessionsOptions } from 'edge-session'
+import { createSessions, type Sessions, type SessionsOptions } from 'edge-session'
 import { type IoRedisClient, type IoRedisPipeline, redisStore } from 'edge-session/stores/redis'
 import { pinsSlot } from 'edge-session/stores/redis-core'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
@@ -11,6 +11,8 @@ import {
   ctx,
   expectAbortedCallsRefused,
   expectEveryKeyKept,
+  expectFlashKeptFromRacingRequests,
+  expectLegacyFlashList,
   expectOneRoundTripAndCommandEach,
   expectSessionHash,
   HOUR,
@@ -150,6 +152,27 @@ function countingClient(inner: Redis): IoRedisClient & { trips: number } {
   return counted
 }
 
+/** Sessions over `store` on a clock of their own, touching at most once a minute. */
+function sessionsOver(
+  store: ReturnType<typeof redisStore>,
+  now: () => number = Date.now,
+): Sessions<Record<string, unknown>> {
+  return createSessions<Record<string, unknown>>({
+    store,
+    secrets: ['redis-sessions-secret-0123456789abcdefghijk'],
+    touchInterval: 60,
+    now,
+  })
+}
+
+/** A redis view (past the store) through an ioredis client. */
+const viewOf = (client: Redis | Cluster) => ({
+  type: (name: string) => client.type(name),
+  hash: (name: string) => client.hgetall(name),
+  pttl: (name: string) => client.pttl(name),
+  run: (command: string, ...args: string[]) => client.call(command, ...args),
+})
+
 describe('redisStore', () => {
   it('takes an ioredis Redis or Cluster client as it is typed', () => {
     expectTypeOf<Redis>().toExtend<IoRedisClient>()
@@ -189,6 +212,7 @@ describe('redisStore', () => {
       type: (name) => client.type(name),
       hash: (name) => client.hgetall(name),
       pttl: (name) => client.pttl(name),
+      run: (command, ...args) => client.call(command, ...args),
     })
     expect(await client.zrange('layout:#live', '0', '-1')).toEqual([key])
     expect(await store.get(key, ctx())).toEqual(record({ user: 'ada', n: 3 }, { flash: ['n'] }))
@@ -251,9 +275,28 @@ describe('redisStore', () => {
   })
 })
 
-describe('redisStore: every key', () => {
+describe('redisStore: every key, flash markers', () => {
   it('keeps every string key, __proto__ included, on a whole write and on a patch', async () => {
     await expectEveryKeyKept(redisStore({ client: await connect(standalone), prefix: nextPrefix() }))
+  })
+
+  it('reads a record written with the former flash list, and moves it to a field per marker', async () => {
+    const client = await connect(standalone)
+    const prefix = nextPrefix()
+    await expectLegacyFlashList(redisStore({ client, prefix }), prefix, viewOf(client))
+  })
+
+  it.each([
+    ['standalone', false],
+    ['with waitForReplicas', true],
+  ])('keeps a flash from requests that loaded before it and commit after it (%s)', async (_, wait) => {
+    const client = await connect(wait ? master : standalone)
+    const store = redisStore({
+      client,
+      prefix: nextPrefix(),
+      ...(wait ? { waitForReplicas: { replicas: 1, timeout: 1_000 } } : {}),
+    })
+    await expectFlashKeptFromRacingRequests((now) => sessionsOver(store, now))
   })
 })
 
@@ -468,8 +511,10 @@ describe('redisStore on a Redis Cluster (3 masters)', () => {
   it.each([
     ['keys spread over slots', () => nextPrefix()],
     ['prefix with a hash tag', () => `{${nextPrefix()}}`],
-  ])('keeps every key (%s)', async (_, prefixFor) => {
+  ])('keeps every key and every racing flash (%s)', async (_, prefixFor) => {
     await expectEveryKeyKept(redisStore({ client: client(), prefix: prefixFor() }))
+    const store = redisStore({ client: client(), prefix: prefixFor() })
+    await expectFlashKeptFromRacingRequests((now) => sessionsOver(store, now))
   })
 
   it('waits for replicas on a Cluster too (WAIT goes to the node of the write)', async () => {

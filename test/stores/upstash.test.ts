@@ -12,6 +12,8 @@ import {
   ctx,
   expectAbortedCallsRefused,
   expectEveryKeyKept,
+  expectFlashKeptFromRacingRequests,
+  expectLegacyFlashList,
   expectOneRoundTripAndCommandEach,
   expectSessionHash,
   HOUR,
@@ -55,6 +57,7 @@ const direct: RedisView = {
   },
   hash,
   pttl,
+  run: (...args) => local.direct(...args),
 }
 
 /** For `measureEach`: [requests, commands] the endpoint served during each step. */
@@ -208,7 +211,7 @@ describe('upstashStore', () => {
       const newMeta = { lastSeenAt: 946_684_900_000, expiresAt: 946_686_700_000 }
       expect(await store.patch(key, patch({ b: 'two', d: [4] }, ['c'], newMeta), HOUR, ctx())).toBe(true)
       expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 'two', d: [4] }, newMeta))
-      expect('m:flash' in (await hash(`sess:${key}`))).toBe(false)
+      expect('f:c' in (await hash(`sess:${key}`))).toBe(false)
       expect(await pttl(`sess:${key}`)).toBeGreaterThan(HOUR - 5_000)
     })
 
@@ -249,7 +252,7 @@ describe('upstashStore', () => {
   })
 
   describe('touch', () => {
-    it('extends the TTL and rewrites the metadata fields, never the data', async () => {
+    it('extends the TTL and rewrites the times, never the data nor the flash markers', async () => {
       const store = upstashStore({ redis: local.client() })
       const key = newKey()
       await store.set(key, record({ a: 1 }, { flash: ['a'] }), 60_000, ctx())
@@ -258,10 +261,12 @@ describe('upstashStore', () => {
       local.endpoint.resetCounts()
       const touched = { lastSeenAt: 946_685_000_000, expiresAt: 946_686_800_000 }
       expect(await store.touch?.(key, meta(touched), HOUR, ctx())).toBe(true)
-      expect(await store.get(key, ctx())).toEqual(record({ a: 2, b: 3 }, touched))
+      expect(await store.get(key, ctx())).toEqual(record({ a: 2, b: 3 }, { ...touched, flash: ['a'] }))
       expect(await pttl(`sess:${key}`)).toBeGreaterThan(HOUR - 5_000)
-      const sent = JSON.stringify(local.endpoint.requests[0]?.commands)
-      expect(sent).not.toContain('d:')
+      // The keys and arguments sent (after the command, the script or its SHA-1, and the number of keys).
+      const sent = local.endpoint.requests[0]?.commands[0]?.slice(3) ?? []
+      expect(sent).toContain('m:lastSeenAt')
+      expect(sent.filter((arg) => /^[df]:/.test(arg))).toEqual([])
     })
 
     it('resolves false and writes nothing for a missing record', async () => {
@@ -524,8 +529,24 @@ describe('createSessions over upstashStore', () => {
   })
 })
 
-describe('upstashStore: every key', () => {
+describe('upstashStore: every key, flash markers', () => {
   it('keeps every string key, __proto__ included, on a whole write and on a patch', async () => {
     await expectEveryKeyKept(upstashStore({ redis: local.client() }))
+  })
+
+  it('reads a record written with the former flash list, and moves it to a field per marker', async () => {
+    await expectLegacyFlashList(upstashStore({ redis: local.client() }), 'sess:', direct)
+  })
+
+  it('keeps a flash from requests that loaded before it and commit after it, in every order', async () => {
+    const redis = local.client()
+    await expectFlashKeptFromRacingRequests((now) =>
+      createSessions({
+        store: upstashStore({ redis }),
+        secrets: ['flash-race-secret-0123456789abcdefghijklmn'],
+        touchInterval: 60,
+        now,
+      }),
+    )
   })
 })
