@@ -84,14 +84,14 @@ export const LIVE_SET = '#live'
  * Redis does not roll a script back when a command in it fails: the commands before stay applied. So each
  * script checks first that its keys hold what it will write (`check`, raising WRONGTYPE before any write), and
  * after that runs only commands that cannot fail (out of memory, Redis refuses a script's first write, never a
- * later one). A write is then applied whole or not at all.
+ * later one). A write is then applied whole or not at all. The error names the key's role, never the key.
  */
 const LUA_CHECK = `
-local function check(key, wanted)
+local function check(key, wanted, role)
   if not key then return end
   local held = redis.call('TYPE', key)['ok']
   if held ~= wanted and held ~= 'none' then
-    error({err = 'WRONGTYPE ' .. key .. ' holds a ' .. held .. ', not a ' .. wanted})
+    error({err = 'WRONGTYPE the ' .. role .. ' holds a ' .. held .. ', not a ' .. wanted})
   end
 end
 `
@@ -129,7 +129,7 @@ end
  * else writes, so if it exists the write landed: answer 1 again rather than end the session it created.
  */
 const SET_SCRIPT = `${LUA_WRITE}
-check(KEYS[2], 'zset')
+check(KEYS[2], 'zset', 'live-session set')
 local ttl = tonumber(ARGV[1])
 if KEYS[3] then
   if redis.call('EXISTS', KEYS[3]) == 0 then return redis.call('EXISTS', KEYS[1]) end
@@ -149,8 +149,8 @@ return 1
  * A legacy m:flash list becomes f: fields first, so the patch's HDEL/HSET of markers apply to it as well.
  */
 const PATCH_SCRIPT = `${LUA_WRITE}
-check(KEYS[1], 'hash')
-check(KEYS[2], 'zset')
+check(KEYS[1], 'hash', 'session record')
+check(KEYS[2], 'zset', 'live-session set')
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[2]) end
   return 0
@@ -176,7 +176,7 @@ return 1
 
 /** delete: KEYS record, live set; ARGV member. */
 const DELETE_SCRIPT = `${LUA_CHECK}
-check(KEYS[2], 'zset')
+check(KEYS[2], 'zset', 'live-session set')
 redis.call('DEL', KEYS[1])
 if KEYS[2] then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return 1
@@ -215,33 +215,56 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
   // Without the live set, the scripts find no KEYS[2] and skip their index work (see the Lua above).
   const spread = cluster === true && !pinsSlot(prefix)
   const live = spread ? [] : [prefix + LIVE_SET]
+  /** One script, its failure cleaned of what it was sent (see cleanError). */
+  async function run(
+    script: string,
+    keys: readonly string[],
+    args: readonly string[],
+    signal: AbortSignal,
+    write?: boolean,
+  ): Promise<unknown> {
+    signal.throwIfAborted()
+    try {
+      return await commands.eval(script, keys, args, signal, write)
+    } catch (error) {
+      throw cleanError(error, [...keys, ...args, script])
+    }
+  }
+
   const store: ServerStore = {
     kind: 'server',
     name,
 
     async get(key, { signal }) {
-      return decodeRecord(await commands.hgetall(prefix + key, signal))
+      signal.throwIfAborted()
+      const full = prefix + key
+      let reply: unknown
+      try {
+        reply = await commands.hgetall(full, signal)
+      } catch (error) {
+        throw cleanError(error, [full, key])
+      }
+      return decodeRecord(reply)
     },
 
     async set(key, record, ttl, { signal }, replaces) {
       const keys = [prefix + key, ...live]
       if (replaces !== undefined && !spread) keys.push(prefix + replaces)
       const args = [ttlArg(ttl), key, replaces ?? '', ...recordFields(record)]
-      if (replaces === undefined || !spread)
-        return written(await commands.eval(SET_SCRIPT, keys, args, signal))
+      if (replaces === undefined || !spread) return written(await run(SET_SCRIPT, keys, args, signal))
       // Cluster, two slots: write the new record and take the old one at once, one round trip's time. When the
       // old one was gone already and this is no retry of a write that landed, it was a concurrent destroy (or
       // its expiry): the new record is deleted again, as the one-slot script would not have written it. It has
       // never been handed out.
       const [set, took] = await Promise.allSettled([
-        commands.eval(SET_NEW_SCRIPT, keys, args, signal),
-        commands.eval(TAKE_SCRIPT, [prefix + replaces], [], signal),
+        run(SET_NEW_SCRIPT, keys, args, signal),
+        run(TAKE_SCRIPT, [prefix + replaces], [], signal),
       ])
       if (set.status === 'rejected') throw set.reason
       if (took.status === 'rejected') throw took.reason
       if (set.value !== 1 && set.value !== 2) throw unexpected('write', set.value)
       if (written(took.value) || set.value === 2) return true
-      await commands.eval(DELETE_SCRIPT, keys, [key], signal)
+      await run(DELETE_SCRIPT, keys, [key], signal)
       return false
     },
 
@@ -257,22 +280,22 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
       for (const field of patch.delete) deleted.push(DATA + field, FLASH + field)
       pairs.push(...timeFields(patch.meta))
       const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs, ...deleted]
-      return written(await commands.eval(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
+      return written(await run(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
     },
 
     // The times and the TTL only: no data field nor marker is sent, so a touch cannot undo a concurrent write.
     async touch(key, times, ttl, { signal }) {
       const pairs = timeFields(times)
       const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs]
-      return written(await commands.eval(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
+      return written(await run(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
     },
 
     async delete(key, { signal }) {
-      await commands.eval(DELETE_SCRIPT, [prefix + key, ...live], [key], signal)
+      await run(DELETE_SCRIPT, [prefix + key, ...live], [key], signal)
     },
 
     async count({ signal }) {
-      const reply = await commands.eval(COUNT_SCRIPT, live, [], signal, false)
+      const reply = await run(COUNT_SCRIPT, live, [], signal, false)
       if (typeof reply !== 'number' || !Number.isSafeInteger(reply) || reply < 0)
         throw unexpected('count', reply)
       return reply
@@ -401,7 +424,58 @@ function written(reply: unknown): boolean {
   throw unexpected('write', reply)
 }
 
+/** Names the reply's kind only: a malformed reply may hold session values. */
 function unexpected(what: string, reply: unknown): Error {
-  const shown = typeof reply === 'string' ? reply.slice(0, 100) : JSON.stringify(reply)?.slice(0, 100)
-  return new TypeError(`unexpected ${what} reply from Redis: ${shown}`)
+  const kind = reply === null ? 'null' : Array.isArray(reply) ? 'an array' : `a ${typeof reply}`
+  return new TypeError(`unexpected ${what} reply from Redis: ${kind}`)
+}
+
+/*
+ * Errors. Clients put the command into their errors: @upstash/redis appends the request body (", command was:
+ * [...]": the script, the keys, the values), ioredis hangs it on the error (`command.args`), Redis itself echoes
+ * an unknown command's arguments, and a reply that does not parse is quoted. None of that may reach a
+ * SessionError, its message or its cause. So the store throws a new error instead: the client's error class
+ * (`name`), its message cut before any of those echoes, every argument sent scrubbed from what is left, its
+ * `code` (ECONNREFUSED...), and its cause cleaned the same way. Nothing else of the original is kept.
+ */
+const ECHOES = ['command was:', 'with args beginning with', 'response body:']
+/** Shorter arguments (a TTL, `j1`) are not scrubbed: they would mangle words and name nothing. */
+const SCRUBBED_LENGTH = 6
+const MAX_MESSAGE = 300
+const MAX_CAUSES = 4
+
+/** `error` as a new error carrying none of `sent` and no command: see the note above. */
+export function cleanError(error: unknown, sent: readonly string[], depth = 0): Error {
+  const original = error instanceof Error ? error : undefined
+  const message = scrub(cutEchoes(original ? original.message : String(error)), sent)
+  const cause =
+    original?.cause !== undefined && depth < MAX_CAUSES
+      ? cleanError(original.cause, sent, depth + 1)
+      : undefined
+  const clean = new Error(message, cause === undefined ? undefined : { cause })
+  if (original && typeof original.name === 'string' && original.name !== 'Error') {
+    clean.name = scrub(original.name, sent).slice(0, 60)
+  }
+  const code = (original as { code?: unknown } | undefined)?.code
+  if ((typeof code === 'string' && /^[\w.-]{1,40}$/.test(code)) || typeof code === 'number') {
+    Object.defineProperty(clean, 'code', { value: code, enumerable: true })
+  }
+  return clean
+}
+
+function cutEchoes(message: string): string {
+  let text = message
+  for (const echo of ECHOES) {
+    const at = text.indexOf(echo)
+    if (at >= 0) text = `${text.slice(0, at).replace(/[\s,:;]+$/, '')} [...]`
+  }
+  return text
+}
+
+function scrub(text: string, sent: readonly string[]): string {
+  let clean = text
+  for (const arg of sent) {
+    if (arg.length >= SCRUBBED_LENGTH && clean.includes(arg)) clean = clean.split(arg).join('[...]')
+  }
+  return clean.length > MAX_MESSAGE ? `${clean.slice(0, MAX_MESSAGE)}...` : clean
 }

@@ -124,12 +124,10 @@ export function redisStore(options: RedisStoreOptions): ServerStore {
   if (waitForReplicas !== undefined) checkWaitForReplicas(waitForReplicas)
 
   const commands: RedisCommands = {
-    hgetall(key, signal) {
-      signal.throwIfAborted()
+    hgetall(key) {
       return client.hgetall(key)
     },
-    async eval(script, keys, args, signal, write) {
-      signal.throwIfAborted()
+    async eval(script, keys, args, _signal, write) {
       if (waitForReplicas === undefined || write === false) {
         return integerReply(await client.eval(script, keys.length, ...keys, ...args))
       }

@@ -50,14 +50,8 @@ export function upstashStore(options: UpstashStoreOptions): ServerStore {
     throw new SessionError('ERR_CONFIG', 'upstashStore() needs an @upstash/redis client as `redis`')
   }
   const commands: RedisCommands = {
-    hgetall(key, signal) {
-      signal.throwIfAborted()
-      return redis.hgetall(key)
-    },
-    eval(script, keys, args, signal) {
-      signal.throwIfAborted()
-      return redis.eval(script, [...keys], [...args])
-    },
+    hgetall: (key) => redis.hgetall(key),
+    eval: (script, keys, args) => redis.eval(script, [...keys], [...args]),
   }
   return createRedisStore({ name: 'upstash', prefix, commands })
 }

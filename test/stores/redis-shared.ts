@@ -324,3 +324,65 @@ export async function expectFlashKeptFromRacingRequests(
     expect(after.all()).toEqual({ user: 'ada', a: 1 })
   }
 }
+
+/**
+ * Every string reachable from `root`: each own property (enumerable or not, getters read), an error's message,
+ * stack and cause, nested objects and arrays, bytes as UTF-8 text.
+ */
+export function reachableText(root: unknown): string[] {
+  const texts: string[] = []
+  const seen = new Set<unknown>()
+  const visit = (value: unknown, depth: number): void => {
+    if (typeof value === 'string') {
+      texts.push(value)
+      return
+    }
+    if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return
+    if (seen.has(value) || depth > 10) return
+    seen.add(value)
+    if (ArrayBuffer.isView(value)) {
+      texts.push(new TextDecoder().decode(value))
+      return
+    }
+    if (value instanceof Error) {
+      visit(value.message, depth + 1)
+      visit(value.stack, depth + 1)
+      visit(value.cause, depth + 1)
+    }
+    for (const name of Reflect.ownKeys(value)) {
+      let item: unknown
+      try {
+        item = (value as Record<PropertyKey, unknown>)[name]
+      } catch {
+        continue
+      }
+      if (typeof name === 'string') texts.push(name)
+      visit(item, depth + 1)
+    }
+  }
+  visit(root, 0)
+  return texts
+}
+
+/** A fragment of every write script's text (their Lua). */
+export const SCRIPT_TEXT = "redis.call('"
+
+/** Nothing reachable from `error` (see `reachableText`) contains any of `secrets`. */
+export function expectNoneOf(error: unknown, secrets: readonly string[]): void {
+  const texts = reachableText(error)
+  expect(texts.length).toBeGreaterThan(0)
+  for (const secret of secrets) {
+    const found = texts.find((text) => text.includes(secret))
+    expect(found, `${JSON.stringify(secret)} is reachable from the error`).toBeUndefined()
+  }
+}
+
+/** What `promise` rejected with; fails when it resolved. */
+export async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected a rejection')
+}

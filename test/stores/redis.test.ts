@@ -1,10 +1,10 @@
 /** @module redisStore() through ioredis against real redis-servers: standalone, with a replica, and a Cluster. */
 import { createSessions, type Sessions, type SessionsOptions } from 'edge-session'
 import { type IoRedisClient, type IoRedisPipeline, redisStore } from 'edge-session/stores/redis'
-import { pinsSlot } from 'edge-session/stores/redis-core'
+import { cleanError, pinsSlot } from 'edge-session/stores/redis-core'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
-import { describeStoreConformance } from '../conformance.ts'
+import { describeStoreConformance, storageKey } from '../conformance.ts'
 import { CookieJar } from '../support/jar.ts'
 import { infoField, type RedisNode, RedisNodes, replicaSynced, startCluster } from '../support/redis-nodes.ts'
 import {
@@ -13,6 +13,7 @@ import {
   expectEveryKeyKept,
   expectFlashKeptFromRacingRequests,
   expectLegacyFlashList,
+  expectNoneOf,
   expectOneRoundTripAndCommandEach,
   expectSessionHash,
   HOUR,
@@ -23,6 +24,8 @@ import {
   patch,
   ROUND_TRIP_BUDGET,
   record,
+  rejection,
+  SCRIPT_TEXT,
 } from './redis-shared.ts'
 
 /** The client options the store's documentation recommends: fail fast, never replay a write later. */
@@ -300,6 +303,48 @@ describe('redisStore: every key, flash markers', () => {
   })
 })
 
+describe('redisStore: errors carry no session data', () => {
+  const VALUE = 'value-only-the-session-holds-5c1e'
+
+  it.each([
+    ['without waitForReplicas', false],
+    ['with waitForReplicas (pipelined WAIT)', true],
+  ])('when Redis refuses a write or a read (%s)', async (_, wait) => {
+    const own = await nodes.start('refusing')
+    const client = await connect(own)
+    const prefix = nextPrefix()
+    const sessions = sessionsOver(
+      redisStore({
+        client,
+        prefix,
+        ...(wait ? { waitForReplicas: { replicas: 1, timeout: 50 } } : {}),
+      }),
+    )
+    // Without a replica, WAIT would fail every write: the first one is written as the wait-free store does.
+    const writer = wait ? sessionsOver(redisStore({ client, prefix })) : sessions
+    const jar = new CookieJar()
+    const first = await writer.load(jar.request())
+    first.set('card', VALUE)
+    jar.update(await writer.commit(first, new Response()))
+    const key = await storageKey(first.id)
+    const secrets = [VALUE, `${VALUE}-changed`, key, prefix + key, first.id, SCRIPT_TEXT]
+
+    const loaded = await sessions.load(jar.request())
+    loaded.set('card', `${VALUE}-changed`)
+    await own.text('CONFIG', 'SET', 'min-replicas-to-write', '1')
+    const refused = await rejection(sessions.commit(loaded, new Response()))
+    expect(refused).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/NOREPLICAS/) })
+    expectNoneOf(refused, secrets)
+    await own.text('CONFIG', 'SET', 'min-replicas-to-write', '0')
+
+    await client.set(prefix + key, `not a hash: ${VALUE}`)
+    const unreadable = await rejection(sessions.load(jar.request()))
+    expect(unreadable).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/WRONGTYPE/) })
+    expectNoneOf(unreadable, secrets)
+    await own.kill()
+  })
+})
+
 describe('redisStore with waitForReplicas', () => {
   it('sends WAIT behind each write in the same round trip, and none behind reads and counts', async () => {
     const client = countingClient(await connect(master))
@@ -398,6 +443,54 @@ describe('createSessions over redisStore: round trips per request', () => {
       destroy: 2 + w,
     })
     expect(jar.cookies.size).toBe(0)
+  })
+})
+
+describe('cleanError: a client error without what it echoed of the command', () => {
+  const key = 'sess:Mx4bqG0oSmI3pYXlE1qM1lMv7QhTo7lHhN9oDq4Tb2w'
+  const value = 'j"4111 1111 1111 1111"'
+
+  it('cuts what clients and Redis append of the command, and scrubs every argument sent', () => {
+    const echoes = [
+      `ERR internal error, command was: [["evalsha","0123abcd","2","${key}","d:card",${JSON.stringify(value)}]]`,
+      `ERR unknown command 'evalsha', with args beginning with: '0123abcd' '2' '${key}' `,
+      `Unable to parse response body: {"result":["ZDpjYXJk","${value}"`,
+      `WRONGTYPE ${key} holds a string`,
+    ]
+    for (const message of echoes) {
+      const clean = cleanError(new Error(message), [key, 'd:card', value])
+      expect(clean.message).not.toContain(key)
+      expect(clean.message).not.toContain('4111')
+      expect(clean.message.length).toBeGreaterThan(10)
+    }
+    expect(cleanError(new Error(echoes[0]), []).message).toBe('ERR internal error [...]')
+    expect(cleanError(new Error(echoes[3]), [key]).message).toBe('WRONGTYPE [...] holds a string')
+  })
+
+  it('keeps the class name and the code, drops every other field, and cleans the causes', () => {
+    const reply = Object.assign(new Error(`NOREPLICAS Not enough good replicas to write. ${key}`), {
+      name: 'ReplyError',
+      command: { name: 'evalsha', args: ['0123abcd', '1', key, value] },
+    })
+    const failure = new TypeError('fetch failed', {
+      cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' }),
+    })
+    const cleanReply = cleanError(reply, [key, value])
+    expect(cleanReply).toMatchObject({
+      name: 'ReplyError',
+      message: 'NOREPLICAS Not enough good replicas to write. [...]',
+    })
+    expect(cleanReply).not.toHaveProperty('command')
+    expect(Object.keys(cleanReply)).toEqual(['name'])
+    expect(JSON.stringify(cleanReply.stack)).not.toContain(key)
+    const cleanFailure = cleanError(failure, [key])
+    expect(cleanFailure).toMatchObject({ name: 'TypeError', message: 'fetch failed' })
+    expect(cleanFailure.cause).toMatchObject({
+      message: 'connect ECONNREFUSED 127.0.0.1:6379',
+      code: 'ECONNREFUSED',
+    })
+    expect(cleanFailure.cause).not.toBe(failure.cause)
+    expect(cleanError('a thrown string', []).message).toBe('a thrown string')
   })
 })
 

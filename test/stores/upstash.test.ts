@@ -14,6 +14,7 @@ import {
   expectEveryKeyKept,
   expectFlashKeptFromRacingRequests,
   expectLegacyFlashList,
+  expectNoneOf,
   expectOneRoundTripAndCommandEach,
   expectSessionHash,
   HOUR,
@@ -25,6 +26,8 @@ import {
   type RedisView,
   ROUND_TRIP_BUDGET,
   record,
+  rejection,
+  SCRIPT_TEXT,
 } from './redis-shared.ts'
 
 const local = useLocalUpstash()
@@ -548,5 +551,87 @@ describe('upstashStore: every key, flash markers', () => {
         now,
       }),
     )
+  })
+})
+
+describe('upstashStore: errors carry no session data', () => {
+  const SECRET = 'errors-secret-0123456789abcdefghijklmnopqrs'
+  const VALUE = 'value-only-the-session-holds-7f3a'
+
+  /** A session holding VALUE under `card`, its cookie in the jar, and what a leak would show. */
+  async function sessionWithSecret(clientOptions = {}) {
+    const sessions = createSessions<Record<string, unknown>>({
+      store: upstashStore({ redis: local.client({ retry: false, ...clientOptions }) }),
+      secrets: [SECRET],
+    })
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('card', VALUE)
+    jar.update(await sessions.commit(first, new Response()))
+    const key = await storageKey(first.id)
+    return { sessions, jar, key, secrets: [VALUE, key, `sess:${key}`, first.id, SCRIPT_TEXT] }
+  }
+
+  it.each([
+    ['default options', {}],
+    ['auto-pipelining off', { enableAutoPipelining: false }],
+  ])('when the endpoint refuses every request (client with %s)', async (_, clientOptions) => {
+    const { sessions, jar, secrets } = await sessionWithSecret(clientOptions)
+    const loaded = await sessions.load(jar.request())
+    loaded.set('card', `${VALUE}-changed`)
+    const regenerating = await sessions.load(jar.request())
+    regenerating.regenerate()
+    local.endpoint.refuse({ status: 500, error: 'ERR internal error' })
+    try {
+      const failures = [
+        await rejection(sessions.load(jar.request())),
+        await rejection(sessions.commit(loaded, new Response())),
+        await rejection(sessions.commit(regenerating, new Response())),
+        await rejection(sessions.count()),
+      ]
+      for (const failure of failures) {
+        expect(failure).toMatchObject({ name: 'SessionError', code: 'ERR_STORE' })
+        expect(String((failure as Error).message)).toMatch(/ERR internal error/)
+        expectNoneOf(failure, [...secrets, `${VALUE}-changed`])
+      }
+    } finally {
+      local.endpoint.refuse(null)
+    }
+    // Sent: the requests did carry the session, so the check above had something to find.
+    expect(JSON.stringify(local.endpoint.requests)).toContain(`${VALUE}-changed`)
+  })
+
+  it('when Redis refuses a write or a read (NOREPLICAS, WRONGTYPE)', async () => {
+    for (const clientOptions of [{}, { enableAutoPipelining: false }]) {
+      const { sessions, jar, key, secrets } = await sessionWithSecret(clientOptions)
+      const loaded = await sessions.load(jar.request())
+      loaded.set('card', `${VALUE}-changed`)
+      await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '1')
+      try {
+        const failure = await rejection(sessions.commit(loaded, new Response()))
+        expect(failure).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/NOREPLICAS/) })
+        expectNoneOf(failure, [...secrets, `${VALUE}-changed`])
+      } finally {
+        await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '0')
+      }
+      await local.direct('SET', `sess:${key}`, `not a hash: ${VALUE}`)
+      const failure = await rejection(sessions.load(jar.request()))
+      expect(failure).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/WRONGTYPE/) })
+      expectNoneOf(failure, secrets)
+    }
+  })
+
+  it("when the live set is not a sorted set (the store's own check)", async () => {
+    const { sessions, jar, secrets } = await sessionWithSecret()
+    const loaded = await sessions.load(jar.request())
+    loaded.set('card', `${VALUE}-changed`)
+    await local.direct('DEL', 'sess:#live')
+    await local.direct('SET', 'sess:#live', 'not a sorted set')
+    const failure = await rejection(sessions.commit(loaded, new Response()))
+    expect(failure).toMatchObject({
+      code: 'ERR_STORE',
+      message: expect.stringMatching(/WRONGTYPE the live-session set holds a string, not a zset/),
+    })
+    expectNoneOf(failure, [...secrets, `${VALUE}-changed`, 'sess:#live'])
   })
 })
