@@ -11,12 +11,8 @@ import type {
 } from '../store.ts'
 
 /**
- * What a client adapter (Upstash over HTTP, a TCP client later) provides: two operations, one round trip each.
- * Replies are passed on as the client gives them; the store validates their shape and throws on anything else.
- *
- * Scripts go whole with EVAL, not EVALSHA: one round trip always, even to a server that has not cached them yet
- * (after a restart, a failover or SCRIPT FLUSH), where EVALSHA would cost a NOSCRIPT answer and a second trip.
- * They are a few hundred bytes, and Redis caches the compiled script by its digest either way.
+ * What a client adapter provides: three commands, one round trip each. Replies are passed on as the client gives
+ * them; the store validates their shape, and cleans any error of session data before it goes further.
  */
 export interface RedisCommands {
   /** `HGETALL key`: Redis's flat `[field, value, ...]` array, or an object of those pairs, or null when empty. */
@@ -28,6 +24,14 @@ export interface RedisCommands {
    */
   eval(
     script: string,
+    keys: readonly string[],
+    args: readonly string[],
+    signal: AbortSignal,
+    write?: boolean,
+  ): Promise<unknown>
+  /** `EVALSHA sha1 numkeys ...`: as `eval`; rejects with Redis's `NOSCRIPT` error when the server lacks it. */
+  evalsha(
+    sha1: string,
     keys: readonly string[],
     args: readonly string[],
     signal: AbortSignal,
@@ -204,9 +208,34 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now
 return redis.call('ZCARD', KEYS[1])
 `
 
+/** A script's text and, once computed, its SHA-1 (the name EVALSHA calls it by). */
+class LuaScript {
+  readonly text: string
+  #sha1: Promise<string> | undefined
+
+  constructor(text: string) {
+    this.text = text
+  }
+
+  /** Computed on first use, not at import: Workers refuse some crypto calls at global scope. */
+  sha1(): Promise<string> {
+    this.#sha1 ??= crypto.subtle.digest('SHA-1', new TextEncoder().encode(this.text)).then(hex)
+    return this.#sha1
+  }
+}
+
+const SCRIPTS = {
+  set: new LuaScript(SET_SCRIPT),
+  patch: new LuaScript(PATCH_SCRIPT),
+  delete: new LuaScript(DELETE_SCRIPT),
+  setNew: new LuaScript(SET_NEW_SCRIPT),
+  take: new LuaScript(TAKE_SCRIPT),
+  count: new LuaScript(COUNT_SCRIPT),
+}
+
 /**
- * A {@link ServerStore} over Redis hashes, for any client that can run HGETALL and EVAL. Every call is one round
- * trip; writes run as one Lua script, so each is atomic and none is ever half-applied.
+ * A {@link ServerStore} over Redis hashes, for any client that can run HGETALL, EVAL and EVALSHA. Every call is
+ * one round trip; writes run as one Lua script each, so each is atomic and none is ever half-applied.
  */
 export function createRedisStore({ name, prefix, commands, cluster }: RedisStoreOptions): ServerStore {
   if (typeof prefix !== 'string') {
@@ -215,19 +244,38 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
   // Without the live set, the scripts find no KEYS[2] and skip their index work (see the Lua above).
   const spread = cluster === true && !pinsSlot(prefix)
   const live = spread ? [] : [prefix + LIVE_SET]
-  /** One script, its failure cleaned of what it was sent (see cleanError). */
+  // Scripts this store has sent whole: the server caches a script it ran, so from then on EVALSHA names it.
+  const sent = new Set<LuaScript>()
+
+  /**
+   * One script, by its SHA-1 once this store has sent it whole, else whole. A server that lacks it (restarted,
+   * failed over, SCRIPT FLUSH, another Cluster node) answers NOSCRIPT without running anything: it is sent whole
+   * then, one extra round trip, once.
+   */
   async function run(
-    script: string,
+    script: LuaScript,
     keys: readonly string[],
     args: readonly string[],
     signal: AbortSignal,
     write?: boolean,
   ): Promise<unknown> {
     signal.throwIfAborted()
+    // What a client's error may echo: scrubbed from it (see cleanError).
+    const echoed = [...keys, ...args, script.text]
+    if (sent.has(script)) {
+      try {
+        return await commands.evalsha(await script.sha1(), keys, args, signal, write)
+      } catch (error) {
+        if (!isNoScript(error)) throw cleanError(error, echoed)
+      }
+      signal.throwIfAborted()
+    }
     try {
-      return await commands.eval(script, keys, args, signal, write)
+      const reply = await commands.eval(script.text, keys, args, signal, write)
+      sent.add(script)
+      return reply
     } catch (error) {
-      throw cleanError(error, [...keys, ...args, script])
+      throw cleanError(error, echoed)
     }
   }
 
@@ -251,20 +299,20 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
       const keys = [prefix + key, ...live]
       if (replaces !== undefined && !spread) keys.push(prefix + replaces)
       const args = [ttlArg(ttl), key, replaces ?? '', ...recordFields(record)]
-      if (replaces === undefined || !spread) return written(await run(SET_SCRIPT, keys, args, signal))
+      if (replaces === undefined || !spread) return written(await run(SCRIPTS.set, keys, args, signal))
       // Cluster, two slots: write the new record and take the old one at once, one round trip's time. When the
       // old one was gone already and this is no retry of a write that landed, it was a concurrent destroy (or
       // its expiry): the new record is deleted again, as the one-slot script would not have written it. It has
       // never been handed out.
       const [set, took] = await Promise.allSettled([
-        run(SET_NEW_SCRIPT, keys, args, signal),
-        run(TAKE_SCRIPT, [prefix + replaces], [], signal),
+        run(SCRIPTS.setNew, keys, args, signal),
+        run(SCRIPTS.take, [prefix + replaces], [], signal),
       ])
       if (set.status === 'rejected') throw set.reason
       if (took.status === 'rejected') throw took.reason
       if (set.value !== 1 && set.value !== 2) throw unexpected('write', set.value)
       if (written(took.value) || set.value === 2) return true
-      await run(DELETE_SCRIPT, keys, [key], signal)
+      await run(SCRIPTS.delete, keys, [key], signal)
       return false
     },
 
@@ -280,22 +328,22 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
       for (const field of patch.delete) deleted.push(DATA + field, FLASH + field)
       pairs.push(...timeFields(patch.meta))
       const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs, ...deleted]
-      return written(await run(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
+      return written(await run(SCRIPTS.patch, [prefix + key, ...live], args, signal))
     },
 
     // The times and the TTL only: no data field nor marker is sent, so a touch cannot undo a concurrent write.
     async touch(key, times, ttl, { signal }) {
       const pairs = timeFields(times)
       const args = [ttlArg(ttl), key, String(pairs.length / 2), ...pairs]
-      return written(await run(PATCH_SCRIPT, [prefix + key, ...live], args, signal))
+      return written(await run(SCRIPTS.patch, [prefix + key, ...live], args, signal))
     },
 
     async delete(key, { signal }) {
-      await run(DELETE_SCRIPT, [prefix + key, ...live], [key], signal)
+      await run(SCRIPTS.delete, [prefix + key, ...live], [key], signal)
     },
 
     async count({ signal }) {
-      const reply = await run(COUNT_SCRIPT, live, [], signal, false)
+      const reply = await run(SCRIPTS.count, live, [], signal, false)
       if (typeof reply !== 'number' || !Number.isSafeInteger(reply) || reply < 0)
         throw unexpected('count', reply)
       return reply
@@ -430,6 +478,12 @@ function unexpected(what: string, reply: unknown): Error {
   return new TypeError(`unexpected ${what} reply from Redis: ${kind}`)
 }
 
+function hex(digest: ArrayBuffer): string {
+  let text = ''
+  for (const byte of new Uint8Array(digest)) text += byte.toString(16).padStart(2, '0')
+  return text
+}
+
 /*
  * Errors. Clients put the command into their errors: @upstash/redis appends the request body (", command was:
  * [...]": the script, the keys, the values), ioredis hangs it on the error (`command.args`), Redis itself echoes
@@ -443,6 +497,11 @@ const ECHOES = ['command was:', 'with args beginning with', 'response body:']
 const SCRUBBED_LENGTH = 6
 const MAX_MESSAGE = 300
 const MAX_CAUSES = 4
+
+/** True for Redis's answer to EVALSHA of a script it does not hold (looked for in the message, echoes cut). */
+export function isNoScript(error: unknown): boolean {
+  return error instanceof Error && /\bNOSCRIPT\b/.test(cutEchoes(error.message))
+}
 
 /** `error` as a new error carrying none of `sent` and no command: see the note above. */
 export function cleanError(error: unknown, sent: readonly string[], depth = 0): Error {

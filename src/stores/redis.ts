@@ -16,12 +16,14 @@ export interface IoRedisClient {
   readonly isCluster: boolean
   hgetall(key: string): Promise<Record<string, string>>
   eval(script: string, numkeys: number, ...keysAndArgs: string[]): Promise<unknown>
+  evalsha(sha1: string, numkeys: number, ...keysAndArgs: string[]): Promise<unknown>
   pipeline(): IoRedisPipeline
 }
 
 /** The part of an ioredis pipeline this store uses: commands queued, then sent together in one write. */
 export interface IoRedisPipeline {
   eval(script: string, numkeys: number, ...keysAndArgs: string[]): IoRedisPipeline
+  evalsha(sha1: string, numkeys: number, ...keysAndArgs: string[]): IoRedisPipeline
   wait(numreplicas: number, timeout: number): IoRedisPipeline
   exec(): Promise<[error: Error | null, result: unknown][] | null>
 }
@@ -48,7 +50,7 @@ export interface RedisStoreOptions {
 /**
  * Keeps each session as a Redis hash (one field per data key, plus its deadlines) in a Redis you run, reached over
  * TCP with ioredis. The record layout, the Lua scripts and so the behaviour are those of `upstashStore`: a read is
- * one `HGETALL`, every write one `EVAL`, atomic; a patch never recreates a destroyed or expired session; a
+ * one `HGETALL`, every write one script (`EVALSHA`), atomic; a patch never recreates a destroyed or expired session; a
  * regenerate deletes the old record in the same script; concurrent changes to different keys all persist; live
  * sessions are counted in a sorted set kept by those scripts. Every call is one round trip.
  *
@@ -114,6 +116,7 @@ export function redisStore(options: RedisStoreOptions): ServerStore {
   if (
     typeof client?.hgetall !== 'function' ||
     typeof client.eval !== 'function' ||
+    typeof client.evalsha !== 'function' ||
     typeof client.pipeline !== 'function'
   ) {
     throw new SessionError(
@@ -123,33 +126,41 @@ export function redisStore(options: RedisStoreOptions): ServerStore {
   }
   if (waitForReplicas !== undefined) checkWaitForReplicas(waitForReplicas)
 
+  /** EVAL or EVALSHA (`first` is the script or its SHA-1), with WAIT behind it for a write when asked. */
+  async function script(
+    command: 'eval' | 'evalsha',
+    first: string,
+    keys: readonly string[],
+    args: readonly string[],
+    write: boolean | undefined,
+  ): Promise<unknown> {
+    if (waitForReplicas === undefined || write === false) {
+      return integerReply(await client[command](first, keys.length, ...keys, ...args))
+    }
+    const { replicas, timeout } = waitForReplicas
+    // WAIT covers every earlier write of this connection, so behind the script on the same connection it covers it.
+    const replies = await client
+      .pipeline()
+      [command](first, keys.length, ...keys, ...args)
+      .wait(replicas, timeout)
+      .exec()
+    const [written, waited] = replies ?? []
+    if (written === undefined || waited === undefined) throw new Error('the Redis pipeline was discarded')
+    if (written[0]) throw written[0]
+    if (waited[0]) throw waited[0]
+    const acknowledged = integerReply(waited[1])
+    if (typeof acknowledged !== 'number' || acknowledged < replicas) {
+      throw new Error(
+        `the write reached ${String(acknowledged)} of ${replicas} replicas within ${timeout} ms (WAIT)`,
+      )
+    }
+    return integerReply(written[1])
+  }
+
   const commands: RedisCommands = {
-    hgetall(key) {
-      return client.hgetall(key)
-    },
-    async eval(script, keys, args, _signal, write) {
-      if (waitForReplicas === undefined || write === false) {
-        return integerReply(await client.eval(script, keys.length, ...keys, ...args))
-      }
-      const { replicas, timeout } = waitForReplicas
-      // WAIT covers every earlier write of this connection, so behind the EVAL on the same connection it covers it.
-      const replies = await client
-        .pipeline()
-        .eval(script, keys.length, ...keys, ...args)
-        .wait(replicas, timeout)
-        .exec()
-      const [written, waited] = replies ?? []
-      if (written === undefined || waited === undefined) throw new Error('the Redis pipeline was discarded')
-      if (written[0]) throw written[0]
-      if (waited[0]) throw waited[0]
-      const acknowledged = integerReply(waited[1])
-      if (typeof acknowledged !== 'number' || acknowledged < replicas) {
-        throw new Error(
-          `the write reached ${String(acknowledged)} of ${replicas} replicas within ${timeout} ms (WAIT)`,
-        )
-      }
-      return integerReply(written[1])
-    },
+    hgetall: (key) => client.hgetall(key),
+    eval: (text, keys, args, _signal, write) => script('eval', text, keys, args, write),
+    evalsha: (sha1, keys, args, _signal, write) => script('evalsha', sha1, keys, args, write),
   }
   return createRedisStore({ name: 'redis', prefix, commands, cluster: client.isCluster === true })
 }

@@ -9,7 +9,7 @@ import { createRedisStore, type RedisCommands } from './redis-core.ts'
  * The part of an `@upstash/redis` client this store uses. A `Redis` from `@upstash/redis` (Node, Vercel, Deno,
  * Bun) and one from `@upstash/redis/cloudflare` both fit.
  */
-export type UpstashRedisClient = Pick<Redis, 'hgetall' | 'eval'>
+export type UpstashRedisClient = Pick<Redis, 'hgetall' | 'eval' | 'evalsha'>
 
 export interface UpstashStoreOptions {
   /** The client, such as `Redis.fromEnv()`, with any options: the store's encoding does not depend on them. */
@@ -20,7 +20,7 @@ export interface UpstashStoreOptions {
 
 /**
  * Keeps each session as a Redis hash (one field per data key, plus its deadlines) in Upstash, reached over HTTP
- * from any runtime. Every call is one HTTP round trip: a read is `HGETALL`, every write one Lua script (`EVAL`),
+ * from any runtime. Every call is one HTTP round trip: a read is `HGETALL`, every write one Lua script (`EVALSHA`),
  * so writes are atomic, a patch never recreates a destroyed or expired session, a regenerate deletes the old
  * record in the same step, and two requests changing different keys of one session both persist. Live sessions
  * are counted in a sorted set kept in those same scripts.
@@ -46,12 +46,17 @@ export interface UpstashStoreOptions {
  */
 export function upstashStore(options: UpstashStoreOptions): ServerStore {
   const { redis, prefix = 'sess:' } = options ?? {}
-  if (typeof redis?.eval !== 'function' || typeof redis.hgetall !== 'function') {
+  if (
+    typeof redis?.eval !== 'function' ||
+    typeof redis.evalsha !== 'function' ||
+    typeof redis.hgetall !== 'function'
+  ) {
     throw new SessionError('ERR_CONFIG', 'upstashStore() needs an @upstash/redis client as `redis`')
   }
   const commands: RedisCommands = {
     hgetall: (key) => redis.hgetall(key),
     eval: (script, keys, args) => redis.eval(script, [...keys], [...args]),
+    evalsha: (sha1, keys, args) => redis.evalsha(sha1, [...keys], [...args]),
   }
   return createRedisStore({ name: 'upstash', prefix, commands })
 }

@@ -1,7 +1,7 @@
 /** @module redisStore() through ioredis against real redis-servers: standalone, with a replica, and a Cluster. */
 import { createSessions, type Sessions, type SessionsOptions } from 'edge-session'
 import { type IoRedisClient, type IoRedisPipeline, redisStore } from 'edge-session/stores/redis'
-import { cleanError, pinsSlot } from 'edge-session/stores/redis-core'
+import { cleanError, isNoScript, pinsSlot } from 'edge-session/stores/redis-core'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
 import { describeStoreConformance, storageKey } from '../conformance.ts'
@@ -18,6 +18,7 @@ import {
   expectSessionHash,
   HOUR,
   measureEach,
+  meta,
   newKey,
   oneCallOfEach,
   oneRequestOfEach,
@@ -118,8 +119,8 @@ function tripsAndCommands(node: RedisNode, client: { trips: number }) {
 }
 
 /**
- * The client, counting its round trips: each HGETALL, EVAL and pipeline `exec` is one request written and one
- * reply awaited (a pipeline's commands go out in one write).
+ * The client, counting its round trips: each HGETALL, EVAL, EVALSHA and pipeline `exec` is one request written and
+ * one reply awaited (a pipeline's commands go out in one write).
  */
 function countingClient(inner: Redis): IoRedisClient & { trips: number } {
   const counted = {
@@ -133,11 +134,19 @@ function countingClient(inner: Redis): IoRedisClient & { trips: number } {
       counted.trips++
       return inner.eval(script, numkeys, ...rest)
     },
+    evalsha(sha1: string, numkeys: number, ...rest: string[]) {
+      counted.trips++
+      return inner.evalsha(sha1, numkeys, ...rest)
+    },
     pipeline() {
       const pipeline = inner.pipeline()
       const wrapped: IoRedisPipeline = {
         eval(script, numkeys, ...rest) {
           pipeline.eval(script, numkeys, ...rest)
+          return wrapped
+        },
+        evalsha(sha1, numkeys, ...rest) {
+          pipeline.evalsha(sha1, numkeys, ...rest)
           return wrapped
         },
         wait(replicas, timeout) {
@@ -300,6 +309,52 @@ describe('redisStore: every key, flash markers', () => {
       ...(wait ? { waitForReplicas: { replicas: 1, timeout: 1_000 } } : {}),
     })
     await expectFlashKeptFromRacingRequests((now) => sessionsOver(store, now))
+  })
+})
+
+describe('redisStore: scripts by SHA-1', () => {
+  it('sends a script whole once, then by its SHA-1 alone', async () => {
+    const client = countingClient(await connect(standalone))
+    const store = redisStore({ client, prefix: nextPrefix() })
+    const key = newKey()
+    await store.set(key, record({ a: 1 }), HOUR, ctx())
+    await store.patch(key, patch({ b: 2 }), HOUR, ctx())
+    const before = await commandCalls(standalone)
+    await store.patch(key, patch({ c: 3 }), HOUR, ctx())
+    await store.touch?.(key, meta(), HOUR, ctx())
+    await store.set(newKey(), record({}), HOUR, ctx())
+    const after = await commandCalls(standalone)
+    const delta = (name: string) => (after[name] ?? 0) - (before[name] ?? 0)
+    expect([delta('eval'), delta('evalsha')]).toEqual([0, 3])
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2, c: 3 }))
+  })
+
+  it.each([
+    ['standalone', false],
+    ['with waitForReplicas', true],
+  ])('after SCRIPT FLUSH, a write still lands, at one extra round trip once (%s)', async (_, wait) => {
+    const node = wait ? master : standalone
+    const client = countingClient(await connect(node))
+    const store = redisStore({
+      client,
+      prefix: nextPrefix(),
+      ...(wait ? { waitForReplicas: { replicas: 1, timeout: 1_000 } } : {}),
+    })
+    const key = newKey()
+    await store.set(key, record({ a: 1 }), HOUR, ctx())
+    await store.patch(key, patch({ b: 2 }), HOUR, ctx())
+    await node.text('SCRIPT', 'FLUSH')
+    const measured = await measureEach(
+      {
+        flushed: () => store.patch(key, patch({ c: 3 }), HOUR, ctx()),
+        again: () => store.patch(key, patch({ d: 4 }), HOUR, ctx()),
+      },
+      tripsAndCommands(node, client),
+    )
+    // [round trips, commands]: EVALSHA answered NOSCRIPT, then EVAL (each with its WAIT when waiting).
+    const w = wait ? 2 : 1
+    expect(measured).toEqual({ flushed: [2, 2 * w], again: [1, w] })
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2, c: 3, d: 4 }))
   })
 })
 
@@ -492,6 +547,14 @@ describe('cleanError: a client error without what it echoed of the command', () 
     expect(cleanFailure.cause).not.toBe(failure.cause)
     expect(cleanError('a thrown string', []).message).toBe('a thrown string')
   })
+
+  it('tells NOSCRIPT from a message that only echoes it', () => {
+    expect(isNoScript(new Error('NOSCRIPT No matching script. Please use EVAL.'))).toBe(true)
+    expect(isNoScript(new Error('Command failed: NOSCRIPT No matching script. Please use EVAL.'))).toBe(true)
+    expect(isNoScript(new Error('NOSCRIPT No matching script., command was: ["evalsha"]'))).toBe(true)
+    expect(isNoScript(new Error('ERR internal, command was: ["evalsha","x","0","NOSCRIPT"]'))).toBe(false)
+    expect(isNoScript('NOSCRIPT')).toBe(false)
+  })
 })
 
 describe('pinsSlot: whether a prefix holds the hash tag of every key', () => {
@@ -608,6 +671,30 @@ describe('redisStore on a Redis Cluster (3 masters)', () => {
     await expectEveryKeyKept(redisStore({ client: client(), prefix: prefixFor() }))
     const store = redisStore({ client: client(), prefix: prefixFor() })
     await expectFlashKeptFromRacingRequests((now) => sessionsOver(store, now))
+  })
+
+  it('after SCRIPT FLUSH on every node, sessions keep working (each node caches scripts of its own)', async () => {
+    const sessions = sessionsOver(redisStore({ client: client(), prefix: nextPrefix() }))
+    const jars = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        const jar = new CookieJar()
+        const s = await sessions.load(jar.request())
+        s.set('n', i)
+        jar.update(await sessions.commit(s, new Response()))
+        const again = await sessions.load(jar.request())
+        again.set('m', i)
+        jar.update(await sessions.commit(again, new Response()))
+        return jar
+      }),
+    )
+    await Promise.all(members.map((member) => member.text('SCRIPT', 'FLUSH')))
+    for (const [i, jar] of jars.entries()) {
+      const s = await sessions.load(jar.request())
+      s.set('after', true)
+      if (i % 2 === 0) s.regenerate()
+      jar.update(await sessions.commit(s, new Response()))
+      expect((await sessions.load(jar.request())).all()).toEqual({ n: i, m: i, after: true })
+    }
   })
 
   it('waits for replicas on a Cluster too (WAIT goes to the node of the write)', async () => {

@@ -554,6 +554,76 @@ describe('upstashStore: every key, flash markers', () => {
   })
 })
 
+describe('upstashStore: scripts by SHA-1', () => {
+  /** The bytes of each request's commands as the client sent them (JSON), and each request's first command. */
+  const sent = () =>
+    local.endpoint.requests.map((request) => ({
+      bytes: Buffer.byteLength(JSON.stringify(request.commands)),
+      command: request.commands[0]?.[0],
+    }))
+
+  it('sends a script whole once, then by its SHA-1 alone: a write is a short command', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const key = newKey()
+    await store.set(key, record({ a: 1 }), HOUR, ctx())
+    local.endpoint.resetCounts()
+    expect(await store.patch(key, patch({ b: 2 }), HOUR, ctx())).toBe(true)
+    expect(await store.patch(key, patch({ c: 3 }), HOUR, ctx())).toBe(true)
+    expect(await store.touch?.(key, meta(), HOUR, ctx())).toBe(true)
+    const [whole, bySha, touch] = sent()
+    expect([whole?.command, bySha?.command, touch?.command]).toEqual(['eval', 'evalsha', 'evalsha'])
+    expect(whole?.bytes).toBeGreaterThan(1_000)
+    expect(bySha?.bytes).toBeLessThan(400)
+    expect(whole && bySha && whole.bytes - bySha.bytes).toBeGreaterThan(800)
+    expect(JSON.stringify(local.endpoint.requests.slice(1))).not.toContain(SCRIPT_TEXT)
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2, c: 3 }))
+  })
+
+  it('after SCRIPT FLUSH, a write still lands, at one extra round trip once', async () => {
+    for (const options of [{}, { enableAutoPipelining: false }]) {
+      const store = upstashStore({ redis: local.client(options) })
+      const key = newKey()
+      await store.set(key, record({ a: 1 }), HOUR, ctx())
+      await store.patch(key, patch({ b: 2 }), HOUR, ctx())
+      await local.direct('SCRIPT', 'FLUSH')
+      local.endpoint.resetCounts()
+      expect(await store.patch(key, patch({ c: 3 }), HOUR, ctx())).toBe(true)
+      expect(sent().map((request) => request.command)).toEqual(['evalsha', 'eval'])
+      local.endpoint.resetCounts()
+      // Once per script: the patch script is cached again, the set script not yet.
+      expect(await store.patch(key, patch({ d: 4 }), HOUR, ctx())).toBe(true)
+      expect(await store.set(newKey(), record({}), HOUR, ctx())).toBe(true)
+      expect(sent().map((request) => request.command)).toEqual(['evalsha', 'evalsha', 'eval'])
+      local.endpoint.resetCounts()
+      expect(await store.set(newKey(), record({}), HOUR, ctx())).toBe(true)
+      expect(sent().map((request) => request.command)).toEqual(['evalsha'])
+      expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2, c: 3, d: 4 }))
+    }
+  })
+
+  it('keeps the round-trip budget from a flushed script cache on: the whole script goes first', async () => {
+    await local.direct('SCRIPT', 'FLUSH')
+    let now = Date.UTC(2030, 0, 1)
+    const sessions = createSessions<Record<string, unknown>>({
+      store: upstashStore({ redis: local.client() }),
+      secrets: ['budget-secret-0123456789abcdefghijklmnopqr'],
+      touchInterval: 60,
+      now: () => now,
+    })
+    const jar = new CookieJar()
+    const measured = await measureEach(
+      oneRequestOfEach(sessions, jar, () => {
+        now += 61_000
+      }),
+      async () => {
+        local.endpoint.resetCounts()
+        return () => local.endpoint.requestCount
+      },
+    )
+    expect(measured).toEqual(ROUND_TRIP_BUDGET)
+  })
+})
+
 describe('upstashStore: errors carry no session data', () => {
   const SECRET = 'errors-secret-0123456789abcdefghijklmnopqrs'
   const VALUE = 'value-only-the-session-holds-7f3a'
