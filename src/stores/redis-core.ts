@@ -49,7 +49,7 @@ export interface RedisStoreOptions {
    * The client is a Redis Cluster client: the keys of one script must share a hash slot (CROSSSLOT otherwise).
    * Each session is one key, but the live set and a regenerate's old record sit in other slots, so unless the
    * prefix's hash tag pins every key to one slot (`'{sess}:'`), the store keeps no live set (no `count`) and
-   * regenerates with two single-key scripts sent at once.
+   * regenerates in two steps, new record first.
    */
   cluster?: boolean
 }
@@ -187,9 +187,9 @@ return 1
 `
 
 /*
- * A regenerate on a Cluster whose prefix pins no slot, in two scripts sent at once. The new record's side: the set
- * script (called with KEYS record alone), answering 2 when the key was already there (a retry of a write that
- * landed: the id is fresh and only this write creates it), else 1. The old record's side: DEL, 1 if it was there.
+ * A regenerate on a Cluster whose prefix pins no slot, in two steps. First the new record: the set script with
+ * KEYS record alone, answering 2 when the key was already there (a retry of a write that landed), else 1. Then
+ * the old record: DEL, 1 if it was there.
  */
 const SET_NEW_SCRIPT = `local existed = redis.call('EXISTS', KEYS[1])
 local function set()
@@ -235,7 +235,8 @@ const SCRIPTS = {
 
 /**
  * A {@link ServerStore} over Redis hashes, for any client that can run HGETALL, EVAL and EVALSHA. Every call is
- * one round trip; writes run as one Lua script each, so each is atomic and none is ever half-applied.
+ * one round trip (but a regenerate on a Cluster without hash tag: two); writes run as one Lua script each, so
+ * each is atomic and none is ever half-applied.
  */
 export function createRedisStore({ name, prefix, commands, cluster }: RedisStoreOptions): ServerStore {
   if (typeof prefix !== 'string') {
@@ -300,18 +301,14 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
       if (replaces !== undefined && !spread) keys.push(prefix + replaces)
       const args = [ttlArg(ttl), key, replaces ?? '', ...recordFields(record)]
       if (replaces === undefined || !spread) return written(await run(SCRIPTS.set, keys, args, signal))
-      // Cluster, two slots: write the new record and take the old one at once, one round trip's time. When the
-      // old one was gone already and this is no retry of a write that landed, it was a concurrent destroy (or
-      // its expiry): the new record is deleted again, as the one-slot script would not have written it. It has
-      // never been handed out.
-      const [set, took] = await Promise.allSettled([
-        run(SCRIPTS.setNew, keys, args, signal),
-        run(SCRIPTS.take, [prefix + replaces], [], signal),
-      ])
-      if (set.status === 'rejected') throw set.reason
-      if (took.status === 'rejected') throw took.reason
-      if (set.value !== 1 && set.value !== 2) throw unexpected('write', set.value)
-      if (written(took.value) || set.value === 2) return true
+      // Cluster, two slots, two steps: the new record first, so a failure leaves the old one as it was (the new
+      // one, whose id nobody has received, lapses with its TTL). Then the old one is taken; when it was gone
+      // already and this is no retry of a write that landed, a concurrent destroy (or expiry) got there first:
+      // the new record is deleted again, as the one-slot script would not have written it.
+      const created = await run(SCRIPTS.setNew, keys, args, signal)
+      if (created !== 1 && created !== 2) throw unexpected('write', created)
+      const took = written(await run(SCRIPTS.take, [prefix + replaces], [], signal))
+      if (took || created === 2) return true
       await run(SCRIPTS.delete, keys, [key], signal)
       return false
     },

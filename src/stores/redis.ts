@@ -70,8 +70,8 @@ export interface RedisStoreOptions {
  *
  * **Cluster.** Each session is one key, so each write script stays in one slot. The live-session index and a
  * regenerate's old record usually live in other slots, so on a `Cluster` this store keeps no index (`count()`
- * rejects with `ERR_UNSUPPORTED`) and regenerates with two scripts sent at once (new record, old record), one
- * round trip's time, no longer one atomic step. A prefix with a hash tag, such as `'{sess}:'`, puts every key in
+ * rejects with `ERR_UNSUPPORTED`) and regenerates in two steps, one after the other: the new record first, then
+ * the old one deleted; no longer one atomic step. A prefix with a hash tag, such as `'{sess}:'`, puts every key in
  * one slot instead: counting and the one-script regenerate come back, and all sessions live on one shard.
  *
  * **Recommended client options**, so that a lost master fails fast and never replays a write later:

@@ -697,6 +697,102 @@ describe('redisStore on a Redis Cluster (3 masters)', () => {
     }
   })
 
+  describe('a regenerate without hash tag: new record first, then the old one taken', () => {
+    /**
+     * The Cluster client, with `ahead(keys)` awaited before each script it sends: it may throw (that call
+     * fails, as a refusing or unreachable node would make it) or act on Redis first.
+     */
+    function intercepted(ahead: (keys: string[]) => Promise<void> | void): IoRedisClient {
+      const inner = client()
+      return {
+        isCluster: true,
+        hgetall: (key) => inner.hgetall(key),
+        async eval(script, numkeys, ...rest) {
+          await ahead(rest.slice(0, numkeys))
+          return inner.eval(script, numkeys, ...rest)
+        },
+        async evalsha(sha1, numkeys, ...rest) {
+          await ahead(rest.slice(0, numkeys))
+          return inner.evalsha(sha1, numkeys, ...rest)
+        },
+        pipeline: () => inner.pipeline(),
+      }
+    }
+
+    /** A signed-in session over `client`, and its record's full key. */
+    async function signedIn(prefix: string, redis: IoRedisClient) {
+      const sessions = sessionsOver(redisStore({ client: redis, prefix }))
+      const jar = new CookieJar()
+      const first = await sessions.load(jar.request())
+      first.set('user', 'ada').set('cart', ['book'])
+      jar.update(await sessions.commit(first, new Response()))
+      const login = await sessions.load(jar.request())
+      login.regenerate({ renew: true })
+      login.set('role', 'admin')
+      return { sessions, jar, first, login, oldKey: prefix + (await storageKey(first.id)) }
+    }
+
+    it('leaves the old session as it was when the new record cannot be written', async () => {
+      const prefix = nextPrefix()
+      let fail: string | undefined
+      const { sessions, jar, first, login, oldKey } = await signedIn(
+        prefix,
+        intercepted((keys) => {
+          if (fail !== undefined && keys[0] !== fail) throw new Error('the node refused the write')
+        }),
+      )
+      fail = oldKey
+      await expect(sessions.commit(login, new Response())).rejects.toMatchObject({ code: 'ERR_STORE' })
+      fail = undefined
+      expect(await client().exists(prefix + (await storageKey(login.id)))).toBe(0)
+      const after = await sessions.load(jar.request())
+      expect(after.isNew).toBe(false)
+      expect(after.id).toBe(first.id)
+      expect(after.all()).toEqual({ user: 'ada', cart: ['book'] })
+    })
+
+    it('leaves the old session as it was when taking the old record fails; the new one lapses with its TTL', async () => {
+      const prefix = nextPrefix()
+      let fail: string | undefined
+      const { sessions, jar, first, login, oldKey } = await signedIn(
+        prefix,
+        intercepted((keys) => {
+          if (keys[0] === fail) throw new Error('the node of the old record is unreachable')
+        }),
+      )
+      fail = oldKey
+      const response = await rejection(sessions.commit(login, new Response()))
+      expect(response).toMatchObject({ code: 'ERR_STORE' })
+      fail = undefined
+      const after = await sessions.load(jar.request())
+      expect(after.id).toBe(first.id)
+      expect(after.all()).toEqual({ user: 'ada', cart: ['book'] })
+      // Written, but its id never reached the browser; it goes with its TTL (the idle timeout).
+      const orphan = await client().pttl(prefix + (await storageKey(login.id)))
+      expect(orphan).toBeGreaterThan(0)
+      expect(orphan).toBeLessThanOrEqual(30 * 60 * 1000)
+    })
+
+    it('lets a destroy that lands between the two steps stand', async () => {
+      const prefix = nextPrefix()
+      let destroyFirst: string | undefined
+      const { sessions, jar, login, oldKey } = await signedIn(
+        prefix,
+        intercepted(async (keys) => {
+          // The logout of another tab reaches Redis after the new record was written, before the old is taken.
+          if (destroyFirst !== undefined && keys[0] === destroyFirst) await client().del(destroyFirst)
+        }),
+      )
+      destroyFirst = oldKey
+      const response = await sessions.commit(login, new Response())
+      expect(response.headers.getSetCookie()).toEqual([])
+      expect(login.destroyed).toBe(true)
+      expect(await client().exists(prefix + (await storageKey(login.id)))).toBe(0)
+      expect(await client().exists(oldKey)).toBe(0)
+      expect((await sessions.load(jar.request())).isNew).toBe(true)
+    })
+  })
+
   it('waits for replicas on a Cluster too (WAIT goes to the node of the write)', async () => {
     // The masters have no replicas: a write asking for one must fail, after reaching its node.
     const prefix = nextPrefix()
