@@ -1,6 +1,5 @@
-/** @module @internal The Redis side of the Redis-backed stores: record layout, Lua scripts and value encoding. */
+/** @module @internal The Redis stores' shared core: layout, Lua scripts, EVALSHA, error cleaning (docs/redis.md). */
 
-import { SessionError } from '../errors.ts'
 import type {
   RecordPatch,
   ServerStore,
@@ -9,6 +8,7 @@ import type {
   SessionRecord,
   SessionTimes,
 } from '../store.ts'
+import { storeConfigError } from './shared.ts'
 
 /**
  * What a client adapter provides: three commands, one round trip each. Replies are passed on as the client gives
@@ -40,37 +40,33 @@ export interface RedisCommands {
 }
 
 export interface RedisStoreOptions {
-  /** The store's `name`: `'upstash'`, `'redis'`. */
+  /** The store's `name`: `'upstash'`, `'redis'`; its factory, for messages, is `name + 'Store'`. */
   name: string
   /** Put before every key this store writes. */
   prefix: string
   commands: RedisCommands
   /**
    * The client is a Redis Cluster client: the keys of one script must share a hash slot (CROSSSLOT otherwise).
-   * Each session is one key, but the live set and a regenerate's old record sit in other slots, so unless the
-   * prefix's hash tag pins every key to one slot (`'{sess}:'`), the store keeps no live set (no `count`) and
-   * regenerates in two steps, new record first.
+   * Unless the prefix's hash tag pins every key to one slot (`'{sess}:'`), the store keeps no live set (no
+   * `count`) and regenerates in two steps, new record first (docs/redis.md, "Cluster").
    */
   cluster?: boolean
 }
 
 /*
- * Layout. A session is one hash under `prefix + key`:
+ * Layout (docs/redis.md). A session is one hash under `prefix + key`:
  *   d:<data key>   one field per data key
  *   f:<data key>   one field per flash marker (value j1), so a patch sets and clears markers with HSET/HDEL
  *   m:createdAt, m:lastSeenAt, m:expiresAt   the times
- * and its TTL (PEXPIRE) follows the nearer deadline. The namespaces keep any data key apart from the rest.
- * Records written before markers had a field each keep them as one JSON list in m:flash: read as markers, and
- * turned into f: fields by the next patch.
+ * and its TTL (PEXPIRE) follows the nearer deadline. Records written before markers had a field each keep them
+ * as one JSON list in m:flash: read as markers, and turned into f: fields by the next patch.
  *
- * Every value is `j` + its JSON. The leading letter makes the stored text never valid JSON nor a number, so a
- * client that parses replies (@upstash/redis's automaticDeserialization turns "1.5" into 1.5 and '{"a":1}' into
- * an object) hands it back untouched, and values round-trip exactly whatever the client's settings. The letter
- * also names the encoding, should another ever be needed.
+ * Every value is `j` + its JSON: never valid JSON nor a number, so a client that parses replies
+ * (@upstash/redis's automaticDeserialization) hands it back untouched.
  *
  * Live sessions are counted in a sorted set under `prefix + '#live'` ('#' is not base64url, so it cannot be a
- * session key), member = the hashed key, score = the deadline of the record's TTL. On a Redis Cluster whose
- * prefix does not pin one slot there is none: the scripts get no KEYS[2], and `check`, `track` and ZREM skip it.
+ * session key), member = the hashed key, score = the deadline of the record's TTL on Redis's clock. On a Cluster
+ * whose prefix pins no slot there is none: the scripts get no KEYS[2], and `check`, `track` and ZREM skip it.
  */
 const DATA = 'd:'
 const FLASH = 'f:'
@@ -101,13 +97,10 @@ end
 `
 
 /*
- * Scores are deadlines on Redis's own clock (TIME, inside the script) plus the TTL in ms: the clock PEXPIRE
- * counts on, so a member lapses from the count when its key expires. Stores get relative TTLs because the
- * sessions' clock (the injected `now`) may differ from any server's; scores on that clock could not be compared
- * with Redis's when pruning, and scores on each worker's clock would drift between instances.
- *
- * `hcall` sends ARGV in slices because `unpack` is bounded by Lua's C stack (LUAI_MAXCSTACK, 8000); the slice
- * length is even so that HSET slices keep field/value pairs whole.
+ * Scores are deadlines on Redis's own clock (TIME) plus the TTL: the clock PEXPIRE counts on, so a member lapses
+ * when its key expires. Writing after TIME needs script effects replication, the default since Redis 5.0.
+ * `hcall` sends ARGV in slices: `unpack` is bounded by Lua's C stack (LUAI_MAXCSTACK, 8000); the slice length is
+ * even so that HSET slices keep field/value pairs whole.
  */
 const LUA_WRITE = `${LUA_CHECK}
 local function hcall(command, key, first, last)
@@ -128,9 +121,9 @@ end
 /*
  * set: KEYS record, live set[, replaced record]; ARGV ttl, member, replaced member (or ''), field/value pairs.
  * With a replaced record (regenerate) nothing is written unless it still exists: a concurrent destroy stands.
- * A client retries a request whose reply was lost (@upstash/redis does, even with `retry: false`): the retry
- * finds the old record gone because this very script already ran. The new key is a fresh random id that no one
- * else writes, so if it exists the write landed: answer 1 again rather than end the session it created.
+ * A retry of a request whose reply was lost (@upstash/redis retries even with `retry: false`) finds the old
+ * record gone because this very script ran. The new key is a fresh random id no one else writes, so if it
+ * exists the write landed: answer 1 again rather than end the session it created.
  */
 const SET_SCRIPT = `${LUA_WRITE}
 check(KEYS[2], 'zset', 'live-session set')
@@ -217,7 +210,7 @@ class LuaScript {
     this.text = text
   }
 
-  /** Computed on first use, not at import: Workers refuse some crypto calls at global scope. */
+  /** Computed on first use: importing the module does no work (the package declares no side effects). */
   sha1(): Promise<string> {
     this.#sha1 ??= crypto.subtle.digest('SHA-1', new TextEncoder().encode(this.text)).then(hex)
     return this.#sha1
@@ -240,7 +233,7 @@ const SCRIPTS = {
  */
 export function createRedisStore({ name, prefix, commands, cluster }: RedisStoreOptions): ServerStore {
   if (typeof prefix !== 'string') {
-    throw new SessionError('ERR_CONFIG', `the ${name} store's prefix must be a string`)
+    throw storeConfigError(`${name}Store`, `prefix must be a string, got ${typeof prefix}`)
   }
   // Without the live set, the scripts find no KEYS[2] and skip their index work (see the Lua above).
   const spread = cluster === true && !pinsSlot(prefix)

@@ -202,7 +202,12 @@ describe('redisStore', () => {
 
   it('rejects a missing client and bad waitForReplicas at creation with ERR_CONFIG', async () => {
     const client = await connect(standalone)
-    const config = expect.objectContaining({ name: 'SessionError', code: 'ERR_CONFIG' })
+    // Every store's configuration errors start with its factory's name.
+    const config = expect.objectContaining({
+      name: 'SessionError',
+      code: 'ERR_CONFIG',
+      message: expect.stringMatching(/^redisStore\(\): /),
+    })
     expect(() => redisStore({ client: undefined as unknown as IoRedisClient })).toThrow(config)
     expect(() => redisStore({ client: {} as IoRedisClient })).toThrow(config)
     expect(() => redisStore({ client, prefix: 7 as unknown as string })).toThrow(config)

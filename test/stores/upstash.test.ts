@@ -135,12 +135,23 @@ describe('upstashStore', () => {
     expect(typeof store.count).toBe('function')
   })
 
-  it('rejects a missing client at creation with ERR_CONFIG', () => {
+  it('rejects a missing client or a bad prefix at creation with ERR_CONFIG, named as every store names it', () => {
+    const config = (message: RegExp) =>
+      expect.objectContaining({
+        name: 'SessionError',
+        code: 'ERR_CONFIG',
+        message: expect.stringMatching(message),
+      })
     expect(() => upstashStore({ redis: undefined as unknown as Redis })).toThrow(
-      expect.objectContaining({ name: 'SessionError', code: 'ERR_CONFIG' }),
+      config(/^upstashStore\(\): needs an @upstash\/redis client as `redis`$/),
     )
-    expect(() => upstashStore({ redis: {} as Redis })).toThrow(
-      expect.objectContaining({ code: 'ERR_CONFIG' }),
+    expect(() => upstashStore({ redis: {} as Redis })).toThrow(config(/^upstashStore\(\): /))
+    const { hgetall, eval: evaluate } = local.client()
+    expect(() => upstashStore({ redis: { hgetall, eval: evaluate } as Redis })).toThrow(
+      config(/^upstashStore\(\): /),
+    )
+    expect(() => upstashStore({ redis: local.client(), prefix: 7 as unknown as string })).toThrow(
+      config(/^upstashStore\(\): prefix must be a string, got number$/),
     )
   })
 
