@@ -6,7 +6,7 @@
 /** Browsers keep at most 4096 bytes of name plus value per cookie (RFC 6265bis §5.6). */
 export const MAX_COOKIE_SIZE = 4096
 /** Max-Age is capped at 400 days (RFC 6265bis §5.6.2). */
-export const MAX_AGE_CAP = 400 * 24 * 3600
+const MAX_AGE_CAP = 400 * 24 * 3600
 
 export type SameSite = 'Strict' | 'Lax' | 'None'
 
@@ -23,15 +23,9 @@ export interface CookieAttributes {
 
 // token = 1*tchar (RFC 9110 §5.6.2): what a cookie name may be.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-// cookie-octet (RFC 6265 §4.1.1): no controls, whitespace, DQUOTE, comma, semicolon or backslash.
-const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/
 
 export function isCookieName(name: string): boolean {
   return TOKEN.test(name)
-}
-
-export function isCookieValue(value: string): boolean {
-  return COOKIE_VALUE.test(value)
 }
 
 /** Attribute values may hold no control character and no semicolon, which would start another attribute. */
@@ -77,25 +71,8 @@ export function readCookies(header: string | null, name: string): Array<[string,
   return found
 }
 
-/** The values of every cookie exactly named `name`, in header order. */
-export function readCookieValues(header: string | null, name: string): string[] {
-  const values: string[] = []
-  for (const [key, value] of readCookies(header, name)) if (key === name) values.push(value)
-  return values
-}
-
 /**
- * A `Set-Cookie` header value. Throws a TypeError for a name, value or attribute a browser would reject or
- * misread: these come from code, never from a request.
- */
-export function serializeCookie(name: string, value: string, attributes: CookieAttributes = {}): string {
-  if (!isCookieName(name)) throw new TypeError(`Invalid cookie name: ${JSON.stringify(name)}`)
-  if (!isCookieValue(value)) throw new TypeError(`Invalid cookie value for ${name}`)
-  return `${name}=${value}${maxAgeAttribute(attributes.maxAge)}${serializeAttributes(attributes)}`
-}
-
-/**
- * `; Max-Age=N` for {@link serializeCookie}, N whole seconds capped at 400 days, with a past `Expires` when N is
+ * `; Max-Age=N` for a Set-Cookie header, N whole seconds capped at 400 days, with a past `Expires` when N is
  * 0 (for clients that ignore Max-Age); empty for a browser-session cookie.
  */
 export function maxAgeAttribute(maxAge: number | undefined): string {
@@ -105,8 +82,8 @@ export function maxAgeAttribute(maxAge: number | undefined): string {
 }
 
 /**
- * The attributes {@link serializeCookie} writes after Max-Age (which this leaves out), checked: for attributes
- * that do not change, write them once and reuse the text.
+ * The attributes of a Set-Cookie header after Max-Age (which this leaves out), checked: for attributes that do
+ * not change, write them once and reuse the text.
  */
 export function serializeAttributes(attributes: CookieAttributes): string {
   let text = ''

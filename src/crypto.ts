@@ -142,10 +142,6 @@ export class BoundedCache<V> {
     this.#entries.set(key, value)
   }
 
-  delete(key: string): void {
-    this.#entries.delete(key)
-  }
-
   get size(): number {
     return this.#entries.size
   }

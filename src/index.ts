@@ -28,3 +28,4 @@ export type {
   StoreTimingOptions,
   UserEntry,
 } from './store.ts'
+export { applyPatch } from './stores/shared.ts'

@@ -87,7 +87,6 @@ describe('a store whose get answers at once', () => {
   const SECRET = 'a-secret-of-at-least-32-characters-0123'
   const request = (cookie?: string) =>
     new Request('https://app.example/', cookie ? { headers: { cookie } } : undefined)
-  const ctx = (): StoreContext => ({ env: undefined, signal: new AbortController().signal })
 
   async function sessionCookie(sessions: Sessions<{ n?: number }>): Promise<string> {
     const s = await sessions.load(request())

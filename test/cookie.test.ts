@@ -3,13 +3,19 @@
 import { describe, expect, it } from 'vitest'
 import {
   cookieValueCandidates,
-  MAX_AGE_CAP,
+  maxAgeAttribute,
   ownCookieNames,
   readCookies,
-  readCookieValues,
-  serializeCookie,
+  serializeAttributes,
   splitCookieValue,
 } from '../src/cookie.ts'
+import { SetCookieWriter } from '../src/set-cookie.ts'
+
+/** The values of the cookies named exactly `name`. */
+const valuesOf = (header: string | null, name: string) =>
+  readCookies(header, name)
+    .filter(([key]) => key === name)
+    .map(([, value]) => value)
 
 describe('readCookies', () => {
   it('finds the named cookie and its chunks, in order, duplicates kept', () => {
@@ -20,7 +26,7 @@ describe('readCookies', () => {
       ['sid.1', 'c1'],
       ['sid', 'y'],
     ])
-    expect(readCookieValues(header, 'sid')).toEqual(['x', 'y'])
+    expect(valuesOf(header, 'sid')).toEqual(['x', 'y'])
   })
 
   it('takes each pair at its own first =, whatever the pairs around it hold', () => {
@@ -46,40 +52,37 @@ describe('readCookies', () => {
       `sid=${'a'.repeat(5000)}`,
       '\u0000sid=1',
     ]
-    const results = headers.map((header) => readCookieValues(header, 'sid'))
+    const results = headers.map((header) => valuesOf(header, 'sid'))
     expect(results).toEqual([[], [], [], [], [], [''], ['q'], ['%ZZ'], [], []])
   })
 })
 
-describe('serializeCookie', () => {
+describe('Set-Cookie', () => {
   it('writes every attribute', () => {
-    expect(
-      serializeCookie('sid', 'v', {
-        maxAge: 60.7,
-        domain: 'example.com',
-        path: '/',
-        httpOnly: true,
-        secure: true,
-        sameSite: 'Strict',
-        partitioned: true,
-      }),
-    ).toBe('sid=v; Max-Age=60; Domain=example.com; Path=/; HttpOnly; Secure; SameSite=Strict; Partitioned')
+    const writer = new SetCookieWriter({
+      name: 'sid',
+      domain: 'example.com',
+      path: '/',
+      httpOnly: true,
+      secure: true,
+      sameSite: 'Strict',
+      partitioned: true,
+    })
+    expect(writer.cookie('sid', 'v', 60_700, 'https://example.com/')).toBe(
+      'sid=v; Max-Age=61; Domain=example.com; Path=/; HttpOnly; Secure; SameSite=Strict; Partitioned',
+    )
   })
 
   it('caps Max-Age at 400 days and deletes with Max-Age=0 and a past Expires', () => {
-    expect(serializeCookie('a', 'b', { maxAge: 10 ** 10 })).toBe(`a=b; Max-Age=${MAX_AGE_CAP}`)
-    expect(serializeCookie('a', '', { maxAge: 0 })).toBe(
-      'a=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT',
-    )
-    expect(serializeCookie('a', '', { maxAge: -5 })).toMatch(/Max-Age=0/)
+    expect(maxAgeAttribute(10 ** 10)).toBe(`; Max-Age=${400 * 24 * 3600}`)
+    expect(maxAgeAttribute(0)).toBe('; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT')
+    expect(maxAgeAttribute(-5)).toMatch(/Max-Age=0/)
+    expect(maxAgeAttribute(undefined)).toBe('')
   })
 
-  it('refuses names, values and attributes a browser would misread', () => {
-    expect(() => serializeCookie('a b', 'v')).toThrow(TypeError)
-    expect(() => serializeCookie('a', 'v;x=1')).toThrow(TypeError)
-    expect(() => serializeCookie('a', 'v w')).toThrow(TypeError)
-    expect(() => serializeCookie('a', 'v', { path: '/;Domain=evil' })).toThrow(TypeError)
-    expect(() => serializeCookie('a', 'v', { domain: 'x\ny' })).toThrow(TypeError)
+  it('refuses attributes a browser would misread', () => {
+    expect(() => serializeAttributes({ path: '/;Domain=evil' })).toThrow(TypeError)
+    expect(() => serializeAttributes({ domain: 'x\ny' })).toThrow(TypeError)
   })
 })
 

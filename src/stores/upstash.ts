@@ -1,15 +1,15 @@
 /** @module upstashStore(): sessions in Upstash Redis over HTTP, shared by every edge instance. */
 
 import type { Redis } from '@upstash/redis'
-import { SessionError } from '../errors.ts'
 import type { ServerStore } from '../store.ts'
 import { createRedisStore, type RedisCommands } from './redis-core.ts'
+import { storeConfigError } from './shared.ts'
 
 /**
  * The part of an `@upstash/redis` client this store uses. A `Redis` from `@upstash/redis` (Node, Vercel, Deno,
  * Bun) and one from `@upstash/redis/cloudflare` both fit.
  */
-export type UpstashRedisClient = Pick<Redis, 'hgetall' | 'eval'>
+export type UpstashRedisClient = Pick<Redis, 'hgetall' | 'eval' | 'evalsha'>
 
 export interface UpstashStoreOptions {
   /** The client, such as `Redis.fromEnv()`, with any options: the store's encoding does not depend on them. */
@@ -19,15 +19,15 @@ export interface UpstashStoreOptions {
 }
 
 /**
- * Keeps each session as a Redis hash (one field per data key, plus its deadlines) in Upstash, reached over HTTP
- * from any runtime. Every call is one HTTP round trip: a read is `HGETALL`, every write one Lua script (`EVAL`),
- * so writes are atomic, a patch never recreates a destroyed or expired session, a regenerate deletes the old
- * record in the same step, and two requests changing different keys of one session both persist. Live sessions
- * are counted in a sorted set kept in those same scripts.
+ * Keeps each session as a Redis hash in Upstash, reached over HTTP from any runtime. A read is one `HGETALL`,
+ * every write one Lua script (by `EVALSHA`, the whole script only the first time): one HTTP round trip each,
+ * atomic, never recreating a destroyed or expired session, merging concurrent changes to different keys.
+ * Live sessions are counted in a sorted set kept by the same scripts.
  *
- * The client's own retries and auto-pipelining apply. It takes no per-call abort signal, so a store call that
- * outlives `storeTimeout` fails at the sessions layer while the client finishes (or retries) in the background;
- * each write is a whole script, so what lands is never half a write.
+ * The client takes no abort signal: a call that outlives `storeTimeout` fails at the sessions layer while the
+ * client finishes (or retries) in the background, always a whole write. A Global database reads from replicas,
+ * so a destroyed session may still be read for a moment elsewhere. Errors never carry the command, keys or
+ * values. Requires Redis 5.0 or later. Layout, round trips and limits: docs/upstash.md and docs/redis.md.
  *
  * @param options `redis`, an `@upstash/redis` client; `prefix` for the keys, default `'sess:'`.
  * @example
@@ -46,18 +46,17 @@ export interface UpstashStoreOptions {
  */
 export function upstashStore(options: UpstashStoreOptions): ServerStore {
   const { redis, prefix = 'sess:' } = options ?? {}
-  if (typeof redis?.eval !== 'function' || typeof redis.hgetall !== 'function') {
-    throw new SessionError('ERR_CONFIG', 'upstashStore() needs an @upstash/redis client as `redis`')
+  if (
+    typeof redis?.eval !== 'function' ||
+    typeof redis.evalsha !== 'function' ||
+    typeof redis.hgetall !== 'function'
+  ) {
+    throw storeConfigError('upstashStore', 'needs an @upstash/redis client as `redis`')
   }
   const commands: RedisCommands = {
-    hgetall(key, signal) {
-      signal.throwIfAborted()
-      return redis.hgetall(key)
-    },
-    eval(script, keys, args, signal) {
-      signal.throwIfAborted()
-      return redis.eval(script, [...keys], [...args])
-    },
+    hgetall: (key) => redis.hgetall(key),
+    eval: (script, keys, args) => redis.eval(script, [...keys], [...args]),
+    evalsha: (sha1, keys, args) => redis.evalsha(sha1, [...keys], [...args]),
   }
   return createRedisStore({ name: 'upstash', prefix, commands })
 }

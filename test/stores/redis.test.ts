@@ -1,25 +1,32 @@
 /** @module redisStore() through ioredis against real redis-servers: standalone, with a replica, and a Cluster. */
-import { createSessions, type SessionsOptions } from 'edge-session'
+import { createSessions, type Sessions, type SessionsOptions } from 'edge-session'
 import { type IoRedisClient, type IoRedisPipeline, redisStore } from 'edge-session/stores/redis'
-import { pinsSlot } from 'edge-session/stores/redis-core'
+import { cleanError, isNoScript, pinsSlot } from 'edge-session/stores/redis-core'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
-import { describeStoreConformance } from '../conformance.ts'
+import { describeStoreConformance, storageKey } from '../conformance.ts'
 import { CookieJar } from '../support/jar.ts'
 import { infoField, type RedisNode, RedisNodes, replicaSynced, startCluster } from '../support/redis-nodes.ts'
 import {
   ctx,
   expectAbortedCallsRefused,
+  expectEveryKeyKept,
+  expectFlashKeptFromRacingRequests,
+  expectLegacyFlashList,
+  expectNoneOf,
   expectOneRoundTripAndCommandEach,
   expectSessionHash,
   HOUR,
   measureEach,
+  meta,
   newKey,
   oneCallOfEach,
   oneRequestOfEach,
   patch,
   ROUND_TRIP_BUDGET,
   record,
+  rejection,
+  SCRIPT_TEXT,
 } from './redis-shared.ts'
 
 /** The client options the store's documentation recommends: fail fast, never replay a write later. */
@@ -112,8 +119,8 @@ function tripsAndCommands(node: RedisNode, client: { trips: number }) {
 }
 
 /**
- * The client, counting its round trips: each HGETALL, EVAL and pipeline `exec` is one request written and one
- * reply awaited (a pipeline's commands go out in one write).
+ * The client, counting its round trips: each HGETALL, EVAL, EVALSHA and pipeline `exec` is one request written and
+ * one reply awaited (a pipeline's commands go out in one write).
  */
 function countingClient(inner: Redis): IoRedisClient & { trips: number } {
   const counted = {
@@ -127,11 +134,19 @@ function countingClient(inner: Redis): IoRedisClient & { trips: number } {
       counted.trips++
       return inner.eval(script, numkeys, ...rest)
     },
+    evalsha(sha1: string, numkeys: number, ...rest: string[]) {
+      counted.trips++
+      return inner.evalsha(sha1, numkeys, ...rest)
+    },
     pipeline() {
       const pipeline = inner.pipeline()
       const wrapped: IoRedisPipeline = {
         eval(script, numkeys, ...rest) {
           pipeline.eval(script, numkeys, ...rest)
+          return wrapped
+        },
+        evalsha(sha1, numkeys, ...rest) {
+          pipeline.evalsha(sha1, numkeys, ...rest)
           return wrapped
         },
         wait(replicas, timeout) {
@@ -148,6 +163,27 @@ function countingClient(inner: Redis): IoRedisClient & { trips: number } {
   }
   return counted
 }
+
+/** Sessions over `store` on a clock of their own, touching at most once a minute. */
+function sessionsOver(
+  store: ReturnType<typeof redisStore>,
+  now: () => number = Date.now,
+): Sessions<Record<string, unknown>> {
+  return createSessions<Record<string, unknown>>({
+    store,
+    secrets: ['redis-sessions-secret-0123456789abcdefghijk'],
+    touchInterval: 60,
+    now,
+  })
+}
+
+/** A redis view (past the store) through an ioredis client. */
+const viewOf = (client: Redis | Cluster) => ({
+  type: (name: string) => client.type(name),
+  hash: (name: string) => client.hgetall(name),
+  pttl: (name: string) => client.pttl(name),
+  run: (command: string, ...args: string[]) => client.call(command, ...args),
+})
 
 describe('redisStore', () => {
   it('takes an ioredis Redis or Cluster client as it is typed', () => {
@@ -166,7 +202,12 @@ describe('redisStore', () => {
 
   it('rejects a missing client and bad waitForReplicas at creation with ERR_CONFIG', async () => {
     const client = await connect(standalone)
-    const config = expect.objectContaining({ name: 'SessionError', code: 'ERR_CONFIG' })
+    // Every store's configuration errors start with its factory's name.
+    const config = expect.objectContaining({
+      name: 'SessionError',
+      code: 'ERR_CONFIG',
+      message: expect.stringMatching(/^redisStore\(\): /),
+    })
     expect(() => redisStore({ client: undefined as unknown as IoRedisClient })).toThrow(config)
     expect(() => redisStore({ client: {} as IoRedisClient })).toThrow(config)
     expect(() => redisStore({ client, prefix: 7 as unknown as string })).toThrow(config)
@@ -188,6 +229,7 @@ describe('redisStore', () => {
       type: (name) => client.type(name),
       hash: (name) => client.hgetall(name),
       pttl: (name) => client.pttl(name),
+      run: (command, ...args) => client.call(command, ...args),
     })
     expect(await client.zrange('layout:#live', '0', '-1')).toEqual([key])
     expect(await store.get(key, ctx())).toEqual(record({ user: 'ada', n: 3 }, { flash: ['n'] }))
@@ -247,6 +289,119 @@ describe('redisStore', () => {
     await expect(store.delete(key, ctx())).rejects.toThrow()
     await expect(store.count?.(ctx())).rejects.toThrow()
     expect(Date.now() - started).toBeLessThan(1_000)
+  })
+})
+
+describe('redisStore: every key, flash markers', () => {
+  it('keeps every string key, __proto__ included, on a whole write and on a patch', async () => {
+    await expectEveryKeyKept(redisStore({ client: await connect(standalone), prefix: nextPrefix() }))
+  })
+
+  it('reads a record written with the former flash list, and moves it to a field per marker', async () => {
+    const client = await connect(standalone)
+    const prefix = nextPrefix()
+    await expectLegacyFlashList(redisStore({ client, prefix }), prefix, viewOf(client))
+  })
+
+  it.each([
+    ['standalone', false],
+    ['with waitForReplicas', true],
+  ])('keeps a flash from requests that loaded before it and commit after it (%s)', async (_, wait) => {
+    const client = await connect(wait ? master : standalone)
+    const store = redisStore({
+      client,
+      prefix: nextPrefix(),
+      ...(wait ? { waitForReplicas: { replicas: 1, timeout: 1_000 } } : {}),
+    })
+    await expectFlashKeptFromRacingRequests((now) => sessionsOver(store, now))
+  })
+})
+
+describe('redisStore: scripts by SHA-1', () => {
+  it('sends a script whole once, then by its SHA-1 alone', async () => {
+    const client = countingClient(await connect(standalone))
+    const store = redisStore({ client, prefix: nextPrefix() })
+    const key = newKey()
+    await store.set(key, record({ a: 1 }), HOUR, ctx())
+    await store.patch(key, patch({ b: 2 }), HOUR, ctx())
+    const before = await commandCalls(standalone)
+    await store.patch(key, patch({ c: 3 }), HOUR, ctx())
+    await store.touch?.(key, meta(), HOUR, ctx())
+    await store.set(newKey(), record({}), HOUR, ctx())
+    const after = await commandCalls(standalone)
+    const delta = (name: string) => (after[name] ?? 0) - (before[name] ?? 0)
+    expect([delta('eval'), delta('evalsha')]).toEqual([0, 3])
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2, c: 3 }))
+  })
+
+  it.each([
+    ['standalone', false],
+    ['with waitForReplicas', true],
+  ])('after SCRIPT FLUSH, a write still lands, at one extra round trip once (%s)', async (_, wait) => {
+    const node = wait ? master : standalone
+    const client = countingClient(await connect(node))
+    const store = redisStore({
+      client,
+      prefix: nextPrefix(),
+      ...(wait ? { waitForReplicas: { replicas: 1, timeout: 1_000 } } : {}),
+    })
+    const key = newKey()
+    await store.set(key, record({ a: 1 }), HOUR, ctx())
+    await store.patch(key, patch({ b: 2 }), HOUR, ctx())
+    await node.text('SCRIPT', 'FLUSH')
+    const measured = await measureEach(
+      {
+        flushed: () => store.patch(key, patch({ c: 3 }), HOUR, ctx()),
+        again: () => store.patch(key, patch({ d: 4 }), HOUR, ctx()),
+      },
+      tripsAndCommands(node, client),
+    )
+    // [round trips, commands]: EVALSHA answered NOSCRIPT, then EVAL (each with its WAIT when waiting).
+    const w = wait ? 2 : 1
+    expect(measured).toEqual({ flushed: [2, 2 * w], again: [1, w] })
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2, c: 3, d: 4 }))
+  })
+})
+
+describe('redisStore: errors carry no session data', () => {
+  const VALUE = 'value-only-the-session-holds-5c1e'
+
+  it.each([
+    ['without waitForReplicas', false],
+    ['with waitForReplicas (pipelined WAIT)', true],
+  ])('when Redis refuses a write or a read (%s)', async (_, wait) => {
+    const own = await nodes.start('refusing')
+    const client = await connect(own)
+    const prefix = nextPrefix()
+    const sessions = sessionsOver(
+      redisStore({
+        client,
+        prefix,
+        ...(wait ? { waitForReplicas: { replicas: 1, timeout: 50 } } : {}),
+      }),
+    )
+    // Without a replica, WAIT would fail every write: the first one is written as the wait-free store does.
+    const writer = wait ? sessionsOver(redisStore({ client, prefix })) : sessions
+    const jar = new CookieJar()
+    const first = await writer.load(jar.request())
+    first.set('card', VALUE)
+    jar.update(await writer.commit(first, new Response()))
+    const key = await storageKey(first.id)
+    const secrets = [VALUE, `${VALUE}-changed`, key, prefix + key, first.id, SCRIPT_TEXT]
+
+    const loaded = await sessions.load(jar.request())
+    loaded.set('card', `${VALUE}-changed`)
+    await own.text('CONFIG', 'SET', 'min-replicas-to-write', '1')
+    const refused = await rejection(sessions.commit(loaded, new Response()))
+    expect(refused).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/NOREPLICAS/) })
+    expectNoneOf(refused, secrets)
+    await own.text('CONFIG', 'SET', 'min-replicas-to-write', '0')
+
+    await client.set(prefix + key, `not a hash: ${VALUE}`)
+    const unreadable = await rejection(sessions.load(jar.request()))
+    expect(unreadable).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/WRONGTYPE/) })
+    expectNoneOf(unreadable, secrets)
+    await own.kill()
   })
 })
 
@@ -348,6 +503,62 @@ describe('createSessions over redisStore: round trips per request', () => {
       destroy: 2 + w,
     })
     expect(jar.cookies.size).toBe(0)
+  })
+})
+
+describe('cleanError: a client error without what it echoed of the command', () => {
+  const key = 'sess:Mx4bqG0oSmI3pYXlE1qM1lMv7QhTo7lHhN9oDq4Tb2w'
+  const value = 'j"4111 1111 1111 1111"'
+
+  it('cuts what clients and Redis append of the command, and scrubs every argument sent', () => {
+    const echoes = [
+      `ERR internal error, command was: [["evalsha","0123abcd","2","${key}","d:card",${JSON.stringify(value)}]]`,
+      `ERR unknown command 'evalsha', with args beginning with: '0123abcd' '2' '${key}' `,
+      `Unable to parse response body: {"result":["ZDpjYXJk","${value}"`,
+      `WRONGTYPE ${key} holds a string`,
+    ]
+    for (const message of echoes) {
+      const clean = cleanError(new Error(message), [key, 'd:card', value])
+      expect(clean.message).not.toContain(key)
+      expect(clean.message).not.toContain('4111')
+      expect(clean.message.length).toBeGreaterThan(10)
+    }
+    expect(cleanError(new Error(echoes[0]), []).message).toBe('ERR internal error [...]')
+    expect(cleanError(new Error(echoes[3]), [key]).message).toBe('WRONGTYPE [...] holds a string')
+  })
+
+  it('keeps the class name and the code, drops every other field, and cleans the causes', () => {
+    const reply = Object.assign(new Error(`NOREPLICAS Not enough good replicas to write. ${key}`), {
+      name: 'ReplyError',
+      command: { name: 'evalsha', args: ['0123abcd', '1', key, value] },
+    })
+    const failure = new TypeError('fetch failed', {
+      cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' }),
+    })
+    const cleanReply = cleanError(reply, [key, value])
+    expect(cleanReply).toMatchObject({
+      name: 'ReplyError',
+      message: 'NOREPLICAS Not enough good replicas to write. [...]',
+    })
+    expect(cleanReply).not.toHaveProperty('command')
+    expect(Object.keys(cleanReply)).toEqual(['name'])
+    expect(JSON.stringify(cleanReply.stack)).not.toContain(key)
+    const cleanFailure = cleanError(failure, [key])
+    expect(cleanFailure).toMatchObject({ name: 'TypeError', message: 'fetch failed' })
+    expect(cleanFailure.cause).toMatchObject({
+      message: 'connect ECONNREFUSED 127.0.0.1:6379',
+      code: 'ECONNREFUSED',
+    })
+    expect(cleanFailure.cause).not.toBe(failure.cause)
+    expect(cleanError('a thrown string', []).message).toBe('a thrown string')
+  })
+
+  it('tells NOSCRIPT from a message that only echoes it', () => {
+    expect(isNoScript(new Error('NOSCRIPT No matching script. Please use EVAL.'))).toBe(true)
+    expect(isNoScript(new Error('Command failed: NOSCRIPT No matching script. Please use EVAL.'))).toBe(true)
+    expect(isNoScript(new Error('NOSCRIPT No matching script., command was: ["evalsha"]'))).toBe(true)
+    expect(isNoScript(new Error('ERR internal, command was: ["evalsha","x","0","NOSCRIPT"]'))).toBe(false)
+    expect(isNoScript('NOSCRIPT')).toBe(false)
   })
 })
 
@@ -456,6 +667,135 @@ describe('redisStore on a Redis Cluster (3 masters)', () => {
     expect(await store.set(key, record({ a: 1 }), HOUR, ctx(), oldKey)).toBe(false)
     expect(await client().exists(prefix + key)).toBe(0)
     expect(await client().exists(prefix + oldKey)).toBe(0)
+  })
+
+  it.each([
+    ['keys spread over slots', () => nextPrefix()],
+    ['prefix with a hash tag', () => `{${nextPrefix()}}`],
+  ])('keeps every key and every racing flash (%s)', async (_, prefixFor) => {
+    await expectEveryKeyKept(redisStore({ client: client(), prefix: prefixFor() }))
+    const store = redisStore({ client: client(), prefix: prefixFor() })
+    await expectFlashKeptFromRacingRequests((now) => sessionsOver(store, now))
+  })
+
+  it('after SCRIPT FLUSH on every node, sessions keep working (each node caches scripts of its own)', async () => {
+    const sessions = sessionsOver(redisStore({ client: client(), prefix: nextPrefix() }))
+    const jars = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        const jar = new CookieJar()
+        const s = await sessions.load(jar.request())
+        s.set('n', i)
+        jar.update(await sessions.commit(s, new Response()))
+        const again = await sessions.load(jar.request())
+        again.set('m', i)
+        jar.update(await sessions.commit(again, new Response()))
+        return jar
+      }),
+    )
+    await Promise.all(members.map((member) => member.text('SCRIPT', 'FLUSH')))
+    for (const [i, jar] of jars.entries()) {
+      const s = await sessions.load(jar.request())
+      s.set('after', true)
+      if (i % 2 === 0) s.regenerate()
+      jar.update(await sessions.commit(s, new Response()))
+      expect((await sessions.load(jar.request())).all()).toEqual({ n: i, m: i, after: true })
+    }
+  })
+
+  describe('a regenerate without hash tag: new record first, then the old one taken', () => {
+    /**
+     * The Cluster client, with `ahead(keys)` awaited before each script it sends: it may throw (that call
+     * fails, as a refusing or unreachable node would make it) or act on Redis first.
+     */
+    function intercepted(ahead: (keys: string[]) => Promise<void> | void): IoRedisClient {
+      const inner = client()
+      return {
+        isCluster: true,
+        hgetall: (key) => inner.hgetall(key),
+        async eval(script, numkeys, ...rest) {
+          await ahead(rest.slice(0, numkeys))
+          return inner.eval(script, numkeys, ...rest)
+        },
+        async evalsha(sha1, numkeys, ...rest) {
+          await ahead(rest.slice(0, numkeys))
+          return inner.evalsha(sha1, numkeys, ...rest)
+        },
+        pipeline: () => inner.pipeline(),
+      }
+    }
+
+    /** A signed-in session over `client`, and its record's full key. */
+    async function signedIn(prefix: string, redis: IoRedisClient) {
+      const sessions = sessionsOver(redisStore({ client: redis, prefix }))
+      const jar = new CookieJar()
+      const first = await sessions.load(jar.request())
+      first.set('user', 'ada').set('cart', ['book'])
+      jar.update(await sessions.commit(first, new Response()))
+      const login = await sessions.load(jar.request())
+      login.regenerate({ renew: true })
+      login.set('role', 'admin')
+      return { sessions, jar, first, login, oldKey: prefix + (await storageKey(first.id)) }
+    }
+
+    it('leaves the old session as it was when the new record cannot be written', async () => {
+      const prefix = nextPrefix()
+      let fail: string | undefined
+      const { sessions, jar, first, login, oldKey } = await signedIn(
+        prefix,
+        intercepted((keys) => {
+          if (fail !== undefined && keys[0] !== fail) throw new Error('the node refused the write')
+        }),
+      )
+      fail = oldKey
+      await expect(sessions.commit(login, new Response())).rejects.toMatchObject({ code: 'ERR_STORE' })
+      fail = undefined
+      expect(await client().exists(prefix + (await storageKey(login.id)))).toBe(0)
+      const after = await sessions.load(jar.request())
+      expect(after.isNew).toBe(false)
+      expect(after.id).toBe(first.id)
+      expect(after.all()).toEqual({ user: 'ada', cart: ['book'] })
+    })
+
+    it('leaves the old session as it was when taking the old record fails; the new one lapses with its TTL', async () => {
+      const prefix = nextPrefix()
+      let fail: string | undefined
+      const { sessions, jar, first, login, oldKey } = await signedIn(
+        prefix,
+        intercepted((keys) => {
+          if (keys[0] === fail) throw new Error('the node of the old record is unreachable')
+        }),
+      )
+      fail = oldKey
+      const response = await rejection(sessions.commit(login, new Response()))
+      expect(response).toMatchObject({ code: 'ERR_STORE' })
+      fail = undefined
+      const after = await sessions.load(jar.request())
+      expect(after.id).toBe(first.id)
+      expect(after.all()).toEqual({ user: 'ada', cart: ['book'] })
+      // Written, but its id never reached the browser; it goes with its TTL (the idle timeout).
+      const orphan = await client().pttl(prefix + (await storageKey(login.id)))
+      expect(orphan).toBeGreaterThan(0)
+      expect(orphan).toBeLessThanOrEqual(30 * 60 * 1000)
+    })
+
+    it('lets a destroy that lands between the two steps stand', async () => {
+      const prefix = nextPrefix()
+      let destroyFirst: string | undefined
+      const { sessions, jar, login, oldKey } = await signedIn(
+        prefix,
+        intercepted(async (keys) => {
+          // The logout of another tab reaches Redis after the new record was written, before the old is taken.
+          if (destroyFirst !== undefined && keys[0] === destroyFirst) await client().del(destroyFirst)
+        }),
+      )
+      destroyFirst = oldKey
+      const response = await sessions.commit(login, new Response())
+      expect(response.headers.getSetCookie()).toEqual([])
+      expect(login.destroyed).toBe(true)
+      expect(await client().exists(prefix + (await storageKey(login.id)))).toBe(0)
+      expect(await client().exists(oldKey)).toBe(0)
+      expect((await sessions.load(jar.request())).isNew).toBe(true)
+    })
   })
 
   it('waits for replicas on a Cluster too (WAIT goes to the node of the write)', async () => {

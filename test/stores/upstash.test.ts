@@ -11,6 +11,10 @@ import { useLocalUpstash } from '../support/use-local-upstash.ts'
 import {
   ctx,
   expectAbortedCallsRefused,
+  expectEveryKeyKept,
+  expectFlashKeptFromRacingRequests,
+  expectLegacyFlashList,
+  expectNoneOf,
   expectOneRoundTripAndCommandEach,
   expectSessionHash,
   HOUR,
@@ -22,6 +26,8 @@ import {
   type RedisView,
   ROUND_TRIP_BUDGET,
   record,
+  rejection,
+  SCRIPT_TEXT,
 } from './redis-shared.ts'
 
 const local = useLocalUpstash()
@@ -54,6 +60,7 @@ const direct: RedisView = {
   },
   hash,
   pttl,
+  run: (...args) => local.direct(...args),
 }
 
 /** For `measureEach`: [requests, commands] the endpoint served during each step. */
@@ -104,7 +111,7 @@ describe.each([
     expect(await store.set(key, record(tricky, { flash: ['decimalString'] }), HOUR, ctx())).toBe(true)
     const read = await store.get(key, ctx())
     expect(read).toEqual(record(tricky, { flash: ['decimalString'] }))
-    expect(Object.getPrototypeOf(read?.data)).toBe(Object.prototype)
+    expect(Object.getPrototypeOf(read?.data)).toBeNull()
     expect(Object.hasOwn(read?.data ?? {}, '__proto__')).toBe(true)
     expect(read?.data.decimalString).toBe('1.5')
     expect(read?.data.jsonObjectString).toBe('{"a":1}')
@@ -128,12 +135,23 @@ describe('upstashStore', () => {
     expect(typeof store.count).toBe('function')
   })
 
-  it('rejects a missing client at creation with ERR_CONFIG', () => {
+  it('rejects a missing client or a bad prefix at creation with ERR_CONFIG, named as every store names it', () => {
+    const config = (message: RegExp) =>
+      expect.objectContaining({
+        name: 'SessionError',
+        code: 'ERR_CONFIG',
+        message: expect.stringMatching(message),
+      })
     expect(() => upstashStore({ redis: undefined as unknown as Redis })).toThrow(
-      expect.objectContaining({ name: 'SessionError', code: 'ERR_CONFIG' }),
+      config(/^upstashStore\(\): needs an @upstash\/redis client as `redis`$/),
     )
-    expect(() => upstashStore({ redis: {} as Redis })).toThrow(
-      expect.objectContaining({ code: 'ERR_CONFIG' }),
+    expect(() => upstashStore({ redis: {} as Redis })).toThrow(config(/^upstashStore\(\): /))
+    const { hgetall, eval: evaluate } = local.client()
+    expect(() => upstashStore({ redis: { hgetall, eval: evaluate } as Redis })).toThrow(
+      config(/^upstashStore\(\): /),
+    )
+    expect(() => upstashStore({ redis: local.client(), prefix: 7 as unknown as string })).toThrow(
+      config(/^upstashStore\(\): prefix must be a string, got number$/),
     )
   })
 
@@ -207,7 +225,7 @@ describe('upstashStore', () => {
       const newMeta = { lastSeenAt: 946_684_900_000, expiresAt: 946_686_700_000 }
       expect(await store.patch(key, patch({ b: 'two', d: [4] }, ['c'], newMeta), HOUR, ctx())).toBe(true)
       expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 'two', d: [4] }, newMeta))
-      expect('m:flash' in (await hash(`sess:${key}`))).toBe(false)
+      expect('f:c' in (await hash(`sess:${key}`))).toBe(false)
       expect(await pttl(`sess:${key}`)).toBeGreaterThan(HOUR - 5_000)
     })
 
@@ -248,7 +266,7 @@ describe('upstashStore', () => {
   })
 
   describe('touch', () => {
-    it('extends the TTL and rewrites the metadata fields, never the data', async () => {
+    it('extends the TTL and rewrites the times, never the data nor the flash markers', async () => {
       const store = upstashStore({ redis: local.client() })
       const key = newKey()
       await store.set(key, record({ a: 1 }, { flash: ['a'] }), 60_000, ctx())
@@ -257,10 +275,12 @@ describe('upstashStore', () => {
       local.endpoint.resetCounts()
       const touched = { lastSeenAt: 946_685_000_000, expiresAt: 946_686_800_000 }
       expect(await store.touch?.(key, meta(touched), HOUR, ctx())).toBe(true)
-      expect(await store.get(key, ctx())).toEqual(record({ a: 2, b: 3 }, touched))
+      expect(await store.get(key, ctx())).toEqual(record({ a: 2, b: 3 }, { ...touched, flash: ['a'] }))
       expect(await pttl(`sess:${key}`)).toBeGreaterThan(HOUR - 5_000)
-      const sent = JSON.stringify(local.endpoint.requests[0]?.commands)
-      expect(sent).not.toContain('d:')
+      // The keys and arguments sent (after the command, the script or its SHA-1, and the number of keys).
+      const sent = local.endpoint.requests[0]?.commands[0]?.slice(3) ?? []
+      expect(sent).toContain('m:lastSeenAt')
+      expect(sent.filter((arg) => /^[df]:/.test(arg))).toEqual([])
     })
 
     it('resolves false and writes nothing for a missing record', async () => {
@@ -520,5 +540,179 @@ describe('createSessions over upstashStore', () => {
     await expect(sessions.load(jar.request())).rejects.toMatchObject({ code: 'ERR_STORE' })
     expect(Date.now() - started).toBeLessThan(1_000)
     await new Promise((resolve) => setTimeout(resolve, 1_500))
+  })
+})
+
+describe('upstashStore: every key, flash markers', () => {
+  it('keeps every string key, __proto__ included, on a whole write and on a patch', async () => {
+    await expectEveryKeyKept(upstashStore({ redis: local.client() }))
+  })
+
+  it('reads a record written with the former flash list, and moves it to a field per marker', async () => {
+    await expectLegacyFlashList(upstashStore({ redis: local.client() }), 'sess:', direct)
+  })
+
+  it('keeps a flash from requests that loaded before it and commit after it, in every order', async () => {
+    const redis = local.client()
+    await expectFlashKeptFromRacingRequests((now) =>
+      createSessions({
+        store: upstashStore({ redis }),
+        secrets: ['flash-race-secret-0123456789abcdefghijklmn'],
+        touchInterval: 60,
+        now,
+      }),
+    )
+  })
+})
+
+describe('upstashStore: scripts by SHA-1', () => {
+  /** The bytes of each request's commands as the client sent them (JSON), and each request's first command. */
+  const sent = () =>
+    local.endpoint.requests.map((request) => ({
+      bytes: Buffer.byteLength(JSON.stringify(request.commands)),
+      command: request.commands[0]?.[0],
+    }))
+
+  it('sends a script whole once, then by its SHA-1 alone: a write is a short command', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const key = newKey()
+    await store.set(key, record({ a: 1 }), HOUR, ctx())
+    local.endpoint.resetCounts()
+    expect(await store.patch(key, patch({ b: 2 }), HOUR, ctx())).toBe(true)
+    expect(await store.patch(key, patch({ c: 3 }), HOUR, ctx())).toBe(true)
+    expect(await store.touch?.(key, meta(), HOUR, ctx())).toBe(true)
+    const [whole, bySha, touch] = sent()
+    expect([whole?.command, bySha?.command, touch?.command]).toEqual(['eval', 'evalsha', 'evalsha'])
+    expect(whole?.bytes).toBeGreaterThan(1_000)
+    expect(bySha?.bytes).toBeLessThan(400)
+    expect(whole && bySha && whole.bytes - bySha.bytes).toBeGreaterThan(800)
+    expect(JSON.stringify(local.endpoint.requests.slice(1))).not.toContain(SCRIPT_TEXT)
+    expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2, c: 3 }))
+  })
+
+  it('after SCRIPT FLUSH, a write still lands, at one extra round trip once', async () => {
+    for (const options of [{}, { enableAutoPipelining: false }]) {
+      const store = upstashStore({ redis: local.client(options) })
+      const key = newKey()
+      await store.set(key, record({ a: 1 }), HOUR, ctx())
+      await store.patch(key, patch({ b: 2 }), HOUR, ctx())
+      await local.direct('SCRIPT', 'FLUSH')
+      local.endpoint.resetCounts()
+      expect(await store.patch(key, patch({ c: 3 }), HOUR, ctx())).toBe(true)
+      expect(sent().map((request) => request.command)).toEqual(['evalsha', 'eval'])
+      local.endpoint.resetCounts()
+      // Once per script: the patch script is cached again, the set script not yet.
+      expect(await store.patch(key, patch({ d: 4 }), HOUR, ctx())).toBe(true)
+      expect(await store.set(newKey(), record({}), HOUR, ctx())).toBe(true)
+      expect(sent().map((request) => request.command)).toEqual(['evalsha', 'evalsha', 'eval'])
+      local.endpoint.resetCounts()
+      expect(await store.set(newKey(), record({}), HOUR, ctx())).toBe(true)
+      expect(sent().map((request) => request.command)).toEqual(['evalsha'])
+      expect(await store.get(key, ctx())).toEqual(record({ a: 1, b: 2, c: 3, d: 4 }))
+    }
+  })
+
+  it('keeps the round-trip budget from a flushed script cache on: the whole script goes first', async () => {
+    await local.direct('SCRIPT', 'FLUSH')
+    let now = Date.UTC(2030, 0, 1)
+    const sessions = createSessions<Record<string, unknown>>({
+      store: upstashStore({ redis: local.client() }),
+      secrets: ['budget-secret-0123456789abcdefghijklmnopqr'],
+      touchInterval: 60,
+      now: () => now,
+    })
+    const jar = new CookieJar()
+    const measured = await measureEach(
+      oneRequestOfEach(sessions, jar, () => {
+        now += 61_000
+      }),
+      async () => {
+        local.endpoint.resetCounts()
+        return () => local.endpoint.requestCount
+      },
+    )
+    expect(measured).toEqual(ROUND_TRIP_BUDGET)
+  })
+})
+
+describe('upstashStore: errors carry no session data', () => {
+  const SECRET = 'errors-secret-0123456789abcdefghijklmnopqrs'
+  const VALUE = 'value-only-the-session-holds-7f3a'
+
+  /** A session holding VALUE under `card`, its cookie in the jar, and what a leak would show. */
+  async function sessionWithSecret(clientOptions = {}) {
+    const sessions = createSessions<Record<string, unknown>>({
+      store: upstashStore({ redis: local.client({ retry: false, ...clientOptions }) }),
+      secrets: [SECRET],
+    })
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('card', VALUE)
+    jar.update(await sessions.commit(first, new Response()))
+    const key = await storageKey(first.id)
+    return { sessions, jar, key, secrets: [VALUE, key, `sess:${key}`, first.id, SCRIPT_TEXT] }
+  }
+
+  it.each([
+    ['default options', {}],
+    ['auto-pipelining off', { enableAutoPipelining: false }],
+  ])('when the endpoint refuses every request (client with %s)', async (_, clientOptions) => {
+    const { sessions, jar, secrets } = await sessionWithSecret(clientOptions)
+    const loaded = await sessions.load(jar.request())
+    loaded.set('card', `${VALUE}-changed`)
+    const regenerating = await sessions.load(jar.request())
+    regenerating.regenerate()
+    local.endpoint.refuse({ status: 500, error: 'ERR internal error' })
+    try {
+      const failures = [
+        await rejection(sessions.load(jar.request())),
+        await rejection(sessions.commit(loaded, new Response())),
+        await rejection(sessions.commit(regenerating, new Response())),
+        await rejection(sessions.count()),
+      ]
+      for (const failure of failures) {
+        expect(failure).toMatchObject({ name: 'SessionError', code: 'ERR_STORE' })
+        expect(String((failure as Error).message)).toMatch(/ERR internal error/)
+        expectNoneOf(failure, [...secrets, `${VALUE}-changed`])
+      }
+    } finally {
+      local.endpoint.refuse(null)
+    }
+    // Sent: the requests did carry the session, so the check above had something to find.
+    expect(JSON.stringify(local.endpoint.requests)).toContain(`${VALUE}-changed`)
+  })
+
+  it('when Redis refuses a write or a read (NOREPLICAS, WRONGTYPE)', async () => {
+    for (const clientOptions of [{}, { enableAutoPipelining: false }]) {
+      const { sessions, jar, key, secrets } = await sessionWithSecret(clientOptions)
+      const loaded = await sessions.load(jar.request())
+      loaded.set('card', `${VALUE}-changed`)
+      await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '1')
+      try {
+        const failure = await rejection(sessions.commit(loaded, new Response()))
+        expect(failure).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/NOREPLICAS/) })
+        expectNoneOf(failure, [...secrets, `${VALUE}-changed`])
+      } finally {
+        await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '0')
+      }
+      await local.direct('SET', `sess:${key}`, `not a hash: ${VALUE}`)
+      const failure = await rejection(sessions.load(jar.request()))
+      expect(failure).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/WRONGTYPE/) })
+      expectNoneOf(failure, secrets)
+    }
+  })
+
+  it("when the live set is not a sorted set (the store's own check)", async () => {
+    const { sessions, jar, secrets } = await sessionWithSecret()
+    const loaded = await sessions.load(jar.request())
+    loaded.set('card', `${VALUE}-changed`)
+    await local.direct('DEL', 'sess:#live')
+    await local.direct('SET', 'sess:#live', 'not a sorted set')
+    const failure = await rejection(sessions.commit(loaded, new Response()))
+    expect(failure).toMatchObject({
+      code: 'ERR_STORE',
+      message: expect.stringMatching(/WRONGTYPE the live-session set holds a string, not a zset/),
+    })
+    expectNoneOf(failure, [...secrets, `${VALUE}-changed`, 'sess:#live'])
   })
 })

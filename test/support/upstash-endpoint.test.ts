@@ -126,6 +126,23 @@ describe('with the @upstash/redis client and its default options', () => {
     await expect(redis.eval("return redis.error_reply('MYERR nope')", [], [])).rejects.toThrow(/MYERR nope/)
   })
 
+  it('answers every request with the given refusal while one is set, and serves again after', async () => {
+    const redis = local.client({ retry: false })
+    await redis.set('kept', 'yes')
+    local.endpoint.refuse({ status: 429, error: 'ERR max requests limit exceeded' })
+    try {
+      await expect(redis.get('kept')).rejects.toThrow(/ERR max requests limit exceeded/)
+      await expect(redis.set('kept', 'no')).rejects.toThrow(errors.UpstashError)
+      expect(await post('/', ['GET', 'kept'])).toEqual({
+        status: 429,
+        body: { error: 'ERR max requests limit exceeded' },
+      })
+    } finally {
+      local.endpoint.refuse(null)
+    }
+    expect(await redis.get('kept')).toBe('yes')
+  })
+
   it('refuses a client with the wrong token', async () => {
     const redis = local.client({ token: 'wrong' })
     await expect(redis.get('a')).rejects.toThrow(/Unauthorized/)

@@ -24,6 +24,12 @@ export interface UpstashEndpoint {
   /** Redis commands those requests carried. */
   readonly commandCount: number
   resetCounts(): void
+  /**
+   * While set, every authorized, well-formed request is answered with this status and `{"error": error}`
+   * instead of reaching Redis, as Upstash answers a request it refuses (a rate limit, an internal error). Null
+   * restores normal service.
+   */
+  refuse(reply: { status: number; error: string } | null): void
   readonly listening: boolean
   /** Stops answering: closes the listener, every open HTTP connection and the Redis connections. */
   stop(): Promise<void>
@@ -66,6 +72,7 @@ export async function startUpstashEndpoint(options: UpstashEndpointOptions): Pro
   const inUse = new Set<RespConnection>()
   let requests: EndpointRequest[] = []
   let server: Server | undefined
+  let refusal: { status: number; error: string } | null = null
 
   // Each request borrows a connection of its own for its duration, so a MULTI is never interleaved with
   // another request's commands; connections are reused afterwards.
@@ -101,6 +108,7 @@ export async function startUpstashEndpoint(options: UpstashEndpointOptions): Pro
       return send(res, 400, { error: message })
     }
     requests.push({ path, commands })
+    if (refusal !== null) return send(res, refusal.status, { error: refusal.error })
 
     const connection = await acquire()
     try {
@@ -169,6 +177,9 @@ export async function startUpstashEndpoint(options: UpstashEndpointOptions): Pro
     },
     resetCounts() {
       requests = []
+    },
+    refuse(reply) {
+      refusal = reply
     },
     get listening() {
       return server !== undefined
