@@ -12,6 +12,8 @@ export interface UserSuiteOptions {
   kind: 'server' | 'cookie'
   createStore: () => SessionStore | Promise<SessionStore>
   env: () => unknown
+  /** False: the store has no per-user index, and the per-user calls must say so. */
+  supported: boolean
 }
 
 const SECRET = 'conformance-secret-0123456789abcdefghijklmnop'
@@ -60,6 +62,24 @@ export function describeUserSessions(options: UserSuiteOptions): void {
       return { jar, session }
     }
     return { sessions, clock, calls, visit, login }
+  }
+
+  if (options.kind === 'server' && !options.supported) {
+    describe('sessions per user: a store without an index', () => {
+      it('binds the user in the record, and rejects listing, revoking and counting users with ERR_UNSUPPORTED', async () => {
+        const { sessions, login, visit } = await setup()
+        const { jar } = await login('ada')
+        expect((await visit(jar, (s) => s.userId)).result).toBe('ada')
+        for (const call of [
+          () => sessions.listUserSessions('ada', env()),
+          () => sessions.revokeUserSession('ada', 'handle', env()),
+          () => sessions.revokeUserSessions('ada', {}, env()),
+          () => sessions.countUsers(env()),
+        ])
+          await expect(call()).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' })
+      })
+    })
+    return
   }
 
   if (options.kind === 'cookie') {

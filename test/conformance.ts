@@ -29,6 +29,11 @@ export interface ConformanceOptions {
    * that do not overlap are merged; the suite then checks that sequential commits of stale loads merge.
    */
   concurrentPatches?: 'merged' | 'last-write-wins'
+  /**
+   * The store keeps sessions per user (every store of this library does). False for a minimal store: the suite
+   * then checks that listing, revoking and counting users reject with `ERR_UNSUPPORTED`.
+   */
+  userSessions?: boolean
 }
 
 const SECRET = 'conformance-secret-0123456789abcdefghijklmnop'
@@ -630,7 +635,12 @@ export function describeStoreConformance(options: ConformanceOptions): void {
     })
 
     if (options.kind === 'server') describeServerStore()
-    describeUserSessions({ kind: options.kind, createStore: options.createStore, env })
+    describeUserSessions({
+      kind: options.kind,
+      createStore: options.createStore,
+      env,
+      supported: options.userSessions ?? true,
+    })
 
     if (options.realTimeExpiry) {
       it('forgets a record once its TTL has passed, by the store itself', async () => {

@@ -11,4 +11,9 @@ it('is printed in the README exactly as the file the suite runs', () => {
   expect(readme).toContain(`\`\`\`ts\n${file}\`\`\``)
 })
 
-describeStoreConformance({ name: 'README map store', kind: 'server', createStore: () => mapStore() })
+describeStoreConformance({
+  name: 'README map store',
+  kind: 'server',
+  createStore: () => mapStore(),
+  userSessions: false,
+})
