@@ -21,6 +21,23 @@ let first: RunningExample
 let second: RunningExample
 let profile: string | undefined
 let context: BrowserContext | undefined
+let otherProfile: string | undefined
+let other: BrowserContext | undefined
+
+const CHROMIUM = {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  chromiumSandbox: false,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+}
 
 beforeAll(async () => {
   upstash = await startLocalUpstash()
@@ -34,24 +51,16 @@ beforeAll(async () => {
   for (const result of started) if (result.status === 'rejected') throw result.reason
   ;[first, second] = servers as [RunningExample, RunningExample]
   profile = await mkdtemp(join(tmpdir(), 'edge-session-chromium-'))
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    chromiumSandbox: false,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
+  context = await chromium.launchPersistentContext(profile, CHROMIUM)
+  // A second browser (its own profile, its own cookies): the user's other device.
+  otherProfile = await mkdtemp(join(tmpdir(), 'edge-session-chromium-'))
+  other = await chromium.launchPersistentContext(otherProfile, { ...CHROMIUM, userAgent: 'Second browser' })
 }, 180_000)
 
 afterAll(async () => {
   await context?.close()
+  await other?.close()
+  if (otherProfile) await rm(otherProfile, { recursive: true, force: true })
   await Promise.all(servers.map((server) => server.stop()))
   await upstash?.stop()
   if (profile) await rm(profile, { recursive: true, force: true })
@@ -140,5 +149,40 @@ describe('a browser session shared by two Node instances through Upstash', () =>
     await page.goto(`${first.url}/`)
     expect(await view(page)).toEqual({ visits: 1, user: null, flashes: [] })
     await page.close()
+  })
+})
+
+describe("a user's devices, seen and revoked from the browser", () => {
+  it("lists the other browser's session and revokes it with its button; the other browser is logged out", async () => {
+    if (!context || !other) throw new Error('no browser')
+    const login = async (browser: BrowserContext, url: string) => {
+      const page = await browser.newPage()
+      await page.goto(`${url}/`)
+      await page.fill('input[name="user"]', 'lin')
+      await Promise.all([page.waitForURL(`${url}/`), page.click('form[action="/api/login"] button')])
+      expect((await view(page)).user).toBe('lin')
+      return page
+    }
+    const mine = await login(context, first.url)
+    const theirs = await login(other, second.url)
+
+    await mine.reload()
+    const devices = mine.locator('#devices li')
+    expect(await devices.count()).toBe(2)
+    expect(await mine.locator('#devices').textContent()).toContain('Second browser')
+    expect(await mine.locator('#devices .here').count()).toBe(1)
+    // The other browser's row has the one revoke button on the page.
+    await Promise.all([
+      mine.waitForURL(`${first.url}/`),
+      mine.click('#devices form[action="/api/sessions/revoke"] button'),
+    ])
+    expect(await mine.locator('#devices li').count()).toBe(1)
+    expect((await view(mine)).user).toBe('lin')
+
+    // The revoked browser's next request is a fresh, anonymous session.
+    await theirs.reload()
+    expect(await view(theirs)).toEqual({ visits: 1, user: null, flashes: [] })
+    await mine.close()
+    await theirs.close()
   })
 })

@@ -144,6 +144,25 @@ describe('one session across Node, Deno, Bun and workerd, kept in Upstash Redis'
   it('accepts the signed cookie of each runtime on every other', async () => {
     await expectLoginOfEachKnownToOthers(servers)
   })
+
+  it('lists a login made on Deno on Node, and a revocation from Bun ends it on every runtime', async () => {
+    const phone = new Client()
+    await phone.login(servers.deno, 'grace')
+    const laptop = new Client()
+    await laptop.login(servers.workerd, 'grace')
+    const listed = await laptop.devices(servers.node)
+    expect(listed.map((device) => device.current)).toEqual([true, false])
+    const phoneHandle = listed.find((device) => !device.current)?.handle ?? ''
+    expect(phoneHandle).toMatch(/^[\w-]{22}$/)
+    expect(await laptop.revoke(servers.bun, phoneHandle)).toEqual({ revoked: true })
+    for (const server of servers.all) {
+      expect(await phone.clone().session(server), server.runtime).toEqual({ visits: 1, user: null })
+      expect(
+        (await laptop.devices(server)).map((device) => device.current),
+        server.runtime,
+      ).toEqual([true])
+    }
+  })
 })
 
 describe('one session across Node, Deno, Bun and workerd, sealed in the cookie', () => {

@@ -53,6 +53,20 @@ export class Client {
     expect(await response.json()).toEqual({ user })
   }
 
+  /** `GET /api/sessions`: the logged-in user's devices, this one marked `current`. */
+  async devices(example: RunningExample): Promise<Array<{ handle: string; current: boolean }>> {
+    const response = await this.fetch(example, '/api/sessions')
+    expect(response.status).toBe(200)
+    return ((await response.json()) as { sessions: Array<{ handle: string; current: boolean }> }).sessions
+  }
+
+  /** `POST /api/sessions/revoke` with `handle`. */
+  async revoke(example: RunningExample, handle: string): Promise<unknown> {
+    const response = await this.fetch(example, '/api/sessions/revoke', { method: 'POST', json: { handle } })
+    expect(response.status).toBe(200)
+    return response.json()
+  }
+
   async logout(example: RunningExample): Promise<void> {
     const response = await this.fetch(example, '/api/logout', { method: 'POST', json: {} })
     expect(response.status).toBe(200)
