@@ -311,6 +311,36 @@ describe('store round trips per request kind', () => {
     })
   })
 
+  it('per user: login 2 (as a regenerate), a bound read 1, list 2, revoke one 2, revoke all 2, countUsers 1', async () => {
+    const { sessions, calls, clock } = setup()
+    const jar = new CookieJar()
+    await roundTrip(sessions, jar, (s) => s.set('a', 1))
+    const kinds: Record<string, string[]> = {}
+    const measure = async (kind: string, run: () => Promise<unknown>) => {
+      calls.length = 0
+      clock.advance(1000)
+      await run()
+      kinds[kind] = calls.map((c) => c.method)
+    }
+    let handle = ''
+    await measure('login', () => roundTrip(sessions, jar, (s) => s.setUser('u')))
+    await measure('bound read', () => roundTrip(sessions, jar, (s) => (handle = s.handle)))
+    await measure('list', () => sessions.listUserSessions('u'))
+    await measure('revoke one', () => sessions.revokeUserSession('u', 'not-a-handle'))
+    await measure('countUsers', () => sessions.countUsers())
+    await measure('revoke all', () => sessions.revokeUserSessions('u', {}))
+    expect(handle).toMatch(/^[\w-]{22}$/)
+    expect(kinds).toEqual({
+      login: ['get', 'set'],
+      'bound read': ['get'],
+      list: ['userEntries', 'getMany'],
+      // Nothing to revoke by that handle: the index read alone.
+      'revoke one': ['userEntries'],
+      countUsers: ['countUsers'],
+      'revoke all': ['userEntries', 'revokeUser'],
+    })
+  })
+
   it('touches with the TTL-only touch when the store has one', async () => {
     const { sessions, calls, clock } = setup({ touchInterval: 10 })
     const jar = new CookieJar()
