@@ -38,6 +38,7 @@ function contendedKv(failures: number): DenoKv & { commits: number } {
   const wrapper = {
     commits: 0,
     get: kv.get.bind(kv),
+    getMany: kv.getMany.bind(kv),
     set: kv.set.bind(kv),
     delete: kv.delete.bind(kv),
     list: kv.list.bind(kv),
@@ -79,6 +80,7 @@ function heldKv() {
   let commits = 0
   const held: DenoKv = {
     get: kv.get.bind(kv),
+    getMany: kv.getMany.bind(kv),
     set: kv.set.bind(kv),
     delete: kv.delete.bind(kv),
     list: kv.list.bind(kv),
@@ -142,7 +144,12 @@ describe('denoKvStore', () => {
     expect(entries.map((e) => e.key)).toEqual([[...prefix, await storageKey(s.id)]])
     const value = entries[0]?.value
     expect(JSON.parse(String(value?.data))).toEqual({ user: 'ada' })
-    expect(value?.meta).toEqual({ createdAt: s.createdAt, lastSeenAt: s.createdAt, expiresAt: s.expiresAt })
+    expect(value?.meta).toEqual({
+      createdAt: s.createdAt,
+      lastSeenAt: s.createdAt,
+      expiresAt: s.expiresAt,
+      handle: s.handle,
+    })
     // The default idle timeout (30 minutes) on this process's clock.
     expect(Number(value?.ttlEnd) - Date.now()).toBeGreaterThan(29 * 60_000)
     expect(Number(value?.ttlEnd) - Date.now()).toBeLessThanOrEqual(30 * 60_000)
@@ -257,16 +264,17 @@ describe('denoKvStore', () => {
   })
 
   it('measures a prefix as Deno KV encodes keys: what it accepts writes, one byte more is refused at creation', async () => {
-    // Deno KV keys are at most 2048 bytes; the hashed id takes 45 of them, so a prefix may take 2003. A string or
-    // byte array costs its bytes plus two, each NUL byte twice; a bigint one byte plus its magnitude's (two past
-    // eight bytes, and no more than 255 of them); a number nine.
+    // Deno KV keys are at most 2048 bytes. The longest key after the prefix is a user-index entry, ['u', user key,
+    // hashed id]: 3 + 45 + 45 bytes, so a prefix may take 1955. A string or byte array costs its bytes plus two,
+    // each NUL byte twice; a bigint one byte plus its magnitude's (two past eight bytes, and no more than 255 of
+    // them); a number nine.
     const fits: [string, DenoKvKeyPart[]][] = [
-      ['text', ['x'.repeat(2001)]],
-      ['NUL characters', ['\0'.repeat(999), 'x']],
-      ['zero bytes', [new Uint8Array(999), 'x']],
-      ['a large bigint', [2n ** 2039n, 'x'.repeat(1744)]],
-      ['a negative bigint', [-(2n ** 63n), 'x'.repeat(1992)]],
-      ['numbers and booleans', [...Array.from({ length: 200 }, () => 1.5), true, 'x'.repeat(200)]],
+      ['text', ['x'.repeat(1953)]],
+      ['NUL characters', ['\0'.repeat(975), 'x']],
+      ['zero bytes', [new Uint8Array(975), 'x']],
+      ['a large bigint', [2n ** 2039n, 'x'.repeat(1696)]],
+      ['a negative bigint', [-(2n ** 63n), 'x'.repeat(1944)]],
+      ['numbers and booleans', [...Array.from({ length: 200 }, () => 1.5), true, 'x'.repeat(152)]],
     ]
     for (const [what, prefix] of fits) {
       const withPrefix = (prefix: DenoKvKeyPart[]) => denoKvStore({ kv, prefix: [...prefix] })
@@ -274,13 +282,16 @@ describe('denoKvStore', () => {
       const jar = new CookieJar()
       const s = await sessions.load(jar.request())
       s.set('user', 'ada')
+      // Bound to a user: the session's index entry, the longest key the store writes, is written too.
+      s.setUser('ada')
       jar.update(await sessions.commit(s, new Response()))
       expect((await sessions.load(jar.request())).get('user'), what).toBe('ada')
+      expect(await sessions.listUserSessions('ada'), what).toHaveLength(1)
       // One byte more, in the same kind of part, no longer fits.
       const longer = [...prefix.slice(0, -1), `${String(prefix.at(-1))}x`]
       expect(() => withPrefix(longer), what).toThrow(expect.objectContaining({ code: 'ERR_CONFIG' }))
     }
-    for (const prefix of [['\0'.repeat(1001)], [new Uint8Array(1001)], [2n ** 2040n], [-(2n ** 2040n)]]) {
+    for (const prefix of [['\0'.repeat(977)], [new Uint8Array(977)], [2n ** 2040n], [-(2n ** 2040n)]]) {
       expect(() => denoKvStore({ kv, prefix }), String(prefix[0]).slice(0, 10)).toThrow(
         expect.objectContaining({
           code: 'ERR_CONFIG',
