@@ -570,15 +570,25 @@ describe('cloudflareKvStore inside workerd', () => {
       /namespace/,
     )
     expect(configError(() => cloudflareKvStore({ namespace: {} as KvNamespace }))).toMatch(/namespace/)
-    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(470) }))).toMatch(/prefix/)
-    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(469) }))).toBe('no error')
+    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(424) }))).toMatch(
+      /at most 423 bytes/,
+    )
+    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(423) }))).toBe('no error')
   })
 
-  it('keeps the longest allowed prefix within the 512-byte KV key limit', async () => {
-    const prefix = `${freshPrefix()}`.padEnd(469, 'x')
+  it('keeps the longest allowed prefix within the 512-byte KV key limit, user-index entries included', async () => {
+    const prefix = `${freshPrefix()}`.padEnd(423, 'x')
     const store = cloudflareKvStore({ namespace: kv, prefix })
     const hashedId = 'A'.repeat(43)
-    await expect(store.set(hashedId, record({}), 60_000, ctx())).resolves.toBe(true)
-    await expect(store.get(hashedId, ctx())).resolves.toEqual(record({}))
+    const user = { id: 'ada', key: 'U'.repeat(43), agent: null, label: null }
+    const bound = { data: {}, meta: { ...record({}).meta, handle: 'H'.repeat(22), user } }
+    await expect(store.set(hashedId, bound, 60_000, ctx())).resolves.toBe(true)
+    await expect(store.get(hashedId, ctx())).resolves.toEqual(bound)
+    // The longest key the store writes: `<prefix>u:<user key>:<hashed id>`, exactly KV's 512 bytes.
+    const names = (await listed(prefix)).map((entry) => entry.name)
+    expect(names.map((name) => name.length).sort()).toEqual([423 + 43, 512])
+    await expect(store.userEntries?.(user.key, ctx())).resolves.toEqual([
+      { key: hashedId, handle: 'H'.repeat(22) },
+    ])
   })
 })
