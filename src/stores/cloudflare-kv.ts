@@ -222,31 +222,24 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
 
     async patch(key, patch, ttl, ctx) {
       const kv = kvFor(ctx)
-      // The index entry is written beside the record, once: a retry re-reads and re-merges the record, but the
-      // entry (the patch's deadline, the record's handle) would be the same.
-      let indexed: { user: string; written: Promise<unknown> } | undefined
-      const patched = await retryRateLimited(ctx.signal, async () => {
+      const written = await retryRateLimited(ctx.signal, async () => {
         // Re-read as fresh as KV allows, so keys and flash markers another request changed meanwhile are kept
         // (on a retry too). A destroy that lands between this read and the write below is undone: KV has no
         // conditional write (docs/cloudflare-kv.md).
         const current = await readFresh(kv, prefix + key)
-        if (current === null) return false
+        if (current === null) return null
         const record = applyPatch(current, patch)
         const value = encode(record)
         // The sessions layer has given up on a call past its storeTimeout: a late write must not land.
         ctx.signal.throwIfAborted()
-        const entry = userEntryOf(record.meta)
-        const written = entry && (indexed?.written ?? putEntry(kv, key, record.meta, ttl, ctx.signal))
-        if (entry && written) indexed = { user: entry.user, written }
-        await Promise.all([write(kv, key, value, record, ttl), written])
-        return true
+        await write(kv, key, value, record, ttl)
+        return record
       })
-      if (!patched && indexed) {
-        // The record went between attempts, after its entry was written: the entry goes too.
-        await indexed.written.catch(() => undefined)
-        await deleteEntry(kv, indexed.user, key, ctx.signal)
-      }
-      return patched
+      if (written === null) return false
+      // The index entry after its record, not beside it: a session that this write brings back after a
+      // revocation (the race above) is listed again, so it can be seen and revoked.
+      await putEntry(kv, key, written.meta, ttl, ctx.signal)
+      return true
     },
 
     async delete(key, ctx) {
@@ -323,8 +316,10 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
       let count = 0
       let last: string | undefined
       for await (const { name, metadata } of listAll(kvFor(ctx), users, ctx.signal)) {
-        const user = name.slice(users.length, name.indexOf(':', users.length))
-        if (user === '' || user === last || !isEntryMetadata(metadata)) continue
+        // A damaged entry (no handle in its metadata, a name of another shape) is skipped, never an error.
+        const end = name.indexOf(':', users.length)
+        const user = name.slice(users.length, end)
+        if (end <= users.length || user === last || !isEntryMetadata(metadata)) continue
         count++
         last = user
       }
