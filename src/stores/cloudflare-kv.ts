@@ -79,14 +79,12 @@ const MAX_WRITE_ATTEMPTS = 3
  * copied into KV metadata, with an `expirationTtl` of at least 60 s. KV has no TTL-only update and takes one write
  * per second per key: a touch is a rewrite made at most once a minute, a write refused with 429 is retried after
  * a second, and `idleTimeout` must be at least `max(touchInterval, 60) + 60` seconds. A session bound to a user has
- * an entry in its user's index, `<prefix>u:<user key>:<hashed id>`, written beside the record with its TTL, its
- * handle in the metadata, so one `list()` answers a device list.
+ * an index entry, `<prefix>u:<user key>:<hashed id>`, written with its record and its TTL, handle in the metadata.
  *
  * KV is eventually consistent and has no conditional write or transaction. Overlapping changes to one session keep
- * the last one, and a change or touch that read the session before a logout landed (or from a cache up to 60 s
- * old) writes it back with a full idle lifetime: logout and revocation are best effort within that window. Where
- * they must be immediate, use the Upstash store (or `durableObjectStore`, planned). The whole story:
- * docs/cloudflare-kv.md.
+ * the last one, and a change or touch that read the session before a logout or revocation landed (or from a cache
+ * up to 60 s old) writes it back: both are best effort within that window. Where they must be immediate, use the
+ * Upstash store (or `durableObjectStore`, planned). The whole story: docs/cloudflare-kv.md.
  *
  * @param options `namespace`, the binding or `(env) => env.SESSIONS`; `prefix`, default `'sess:'`.
  * @throws SessionError `ERR_CONFIG` for a missing namespace, a prefix over 423 bytes, or (from `createSessions`)

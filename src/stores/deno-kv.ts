@@ -295,18 +295,18 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
         const record = isSessionValue(value) ? parseData(value.data, value.meta) : null
         // The entry in this user's index goes in any case; the record only when it is this user's session
         // (another user's session, or a value that is no session record, is left alone).
-        const keys = [entryKeyOf(user, key)]
+        const gone = [entryKeyOf(user, key)]
         if (record?.meta.user?.key === user) {
-          keys.push(keyOf(key))
+          gone.push(keyOf(key))
           if ((value as DenoKvSessionValue).ttlEnd > now) revoked++
         }
-        doomed.push(keys)
+        doomed.push(gone)
       })
       // Each session goes with its entry in one operation; batches of them, in parallel.
       const commits: Promise<unknown>[] = []
       for (let i = 0; i < doomed.length; i += REVOKE_BATCH) {
         const op = kv.atomic()
-        for (const keys of doomed.slice(i, i + REVOKE_BATCH)) for (const key of keys) op.delete(key)
+        for (const gone of doomed.slice(i, i + REVOKE_BATCH)) for (const key of gone) op.delete(key)
         commits.push(committed(op))
       }
       await Promise.all(commits)
