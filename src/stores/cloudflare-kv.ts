@@ -1,8 +1,8 @@
 /** @module Cloudflare Workers KV store: one JSON value per session, within KV's TTL and write-rate limits. */
 
 import { SessionError } from '../errors.ts'
-import type { ServerStore, SessionRecord, StoreContext, StoreTimingOptions } from '../store.ts'
-import { applyPatch, parseStoredRecord, sleep, storeConfigError, utf8Length } from './shared.ts'
+import type { ServerStore, SessionMeta, SessionRecord, StoreContext, StoreTimingOptions } from '../store.ts'
+import { applyPatch, parseStoredRecord, sleep, storeConfigError, userEntryOf, utf8Length } from './shared.ts'
 
 /**
  * The part of a Workers `KVNamespace` binding this store uses. Structural, so a real binding fits it and
@@ -13,7 +13,7 @@ export interface KvNamespace {
   put(
     key: string,
     value: string,
-    options: { expirationTtl: number; metadata: KvRecordMetadata },
+    options: { expirationTtl: number; metadata: KvRecordMetadata | KvUserEntryMetadata },
   ): Promise<void>
   delete(key: string): Promise<void>
   list(options: { prefix: string; cursor?: string | null }): Promise<KvListPage>
@@ -29,6 +29,17 @@ export interface KvListPage {
 /** Metadata written beside each record, readable through `list()` without fetching values. */
 export interface KvRecordMetadata {
   /** The record's deadline (ms, on the sessions' clock): `meta.expiresAt`. */
+  expiresAt: number
+}
+
+/**
+ * Metadata of a session's entry in its user's index, `<prefix>u:<user key>:<hashed id>` (an empty value): what
+ * listing the index needs, so `list()` alone answers it.
+ */
+export interface KvUserEntryMetadata {
+  /** The session's handle. */
+  handle: string
+  /** The session's deadline (ms, on the sessions' clock), as in its record's metadata. */
   expiresAt: number
 }
 
@@ -50,8 +61,13 @@ const MIN_TOUCH_INTERVAL_SECONDS = 60
 const IDLE_MARGIN_SECONDS = 60
 /** The smallest `cacheTtl` KV accepts: the freshest read short of none, used before a write. */
 const FRESH_READ_CACHE_TTL = 30
-/** KV keys are at most 512 bytes; a hashed id (base64url SHA-256) is 43. */
-const MAX_PREFIX_BYTES = 512 - 43
+/** Where the user index lives after the prefix: `<prefix>u:<user key>:<hashed id>`. */
+const USERS = 'u:'
+/**
+ * KV keys are at most 512 bytes. The longest after the prefix is a user-index entry: `u:`, a user key and a
+ * hashed id (43 base64url characters each, SHA-256) and a colon.
+ */
+const MAX_PREFIX_BYTES = 512 - (USERS.length + 43 + 1 + 43)
 /** KV values are at most 25 MiB. */
 const MAX_VALUE_BYTES = 25 * 1024 * 1024
 /** After a `429` (a second write to the key within a second), wait out KV's window, then redo the write. */
@@ -62,15 +78,16 @@ const MAX_WRITE_ATTEMPTS = 3
  * A session store in Cloudflare Workers KV: one JSON value per session under `prefix + hashed id`, its deadline
  * copied into KV metadata, with an `expirationTtl` of at least 60 s. KV has no TTL-only update and takes one write
  * per second per key: a touch is a rewrite made at most once a minute, a write refused with 429 is retried after
- * a second, and `idleTimeout` must be at least `max(touchInterval, 60) + 60` seconds.
+ * a second, and `idleTimeout` must be at least `max(touchInterval, 60) + 60` seconds. A session bound to a user has
+ * an index entry, `<prefix>u:<user key>:<hashed id>`, written with its record and its TTL, handle in the metadata.
  *
- * KV is eventually consistent and has no conditional write. Overlapping changes to one session keep the last one,
- * and a change or touch that read the session before a logout landed (or from a cache up to 60 s old) writes it
- * back with a full idle lifetime: logout and revocation are best effort within that window. Where they must be
- * immediate, use the Upstash store (or `durableObjectStore`, planned). The whole story: docs/cloudflare-kv.md.
+ * KV is eventually consistent and has no conditional write or transaction. Overlapping changes to one session keep
+ * the last one, and a change or touch that read the session before a logout or revocation landed (or from a cache
+ * up to 60 s old) writes it back: both are best effort within that window. Where they must be immediate, use the
+ * Upstash store (or `durableObjectStore`, planned). The whole story: docs/cloudflare-kv.md.
  *
  * @param options `namespace`, the binding or `(env) => env.SESSIONS`; `prefix`, default `'sess:'`.
- * @throws SessionError `ERR_CONFIG` for a missing namespace, a prefix over 469 bytes, or (from `createSessions`)
+ * @throws SessionError `ERR_CONFIG` for a missing namespace, a prefix over 423 bytes, or (from `createSessions`)
  *   an `idleTimeout` KV cannot keep alive; `ERR_TOO_LARGE` from a write over KV's 25 MiB value limit.
  * @example
  * ```ts
@@ -121,6 +138,25 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
       metadata: { expiresAt: record.meta.expiresAt },
     })
 
+  /** Every user's index lies under this; a user's under `users + user key + ':'`. */
+  const users = prefix + USERS
+  const entryName = (user: string, key: string) => `${users}${user}:${key}`
+
+  /**
+   * Writes the index entry of a record bound to a user: an empty value under the entry's name, with the record's
+   * TTL (so KV expires both together) and its handle and deadline as metadata. Undefined for other records.
+   */
+  const putEntry = (kv: KvNamespace, key: string, meta: SessionMeta, ttl: number, signal: AbortSignal) => {
+    const entry = userEntryOf(meta)
+    if (!entry) return undefined
+    const metadata: KvUserEntryMetadata = { handle: entry.handle, expiresAt: meta.expiresAt }
+    const name = entryName(entry.user, key)
+    return retryRateLimited(signal, () => kv.put(name, '', { expirationTtl: ttlSeconds(ttl), metadata }))
+  }
+
+  const deleteEntry = (kv: KvNamespace, user: string, key: string, signal: AbortSignal) =>
+    retryRateLimited(signal, () => kv.delete(entryName(user, key)))
+
   return {
     kind: 'server',
     name: 'cloudflare-kv',
@@ -150,60 +186,169 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
       const kv = kvFor(ctx)
       // Encoded (and its size checked) before anything is written or deleted.
       const value = encode(record)
-      const writeNew = () => retryRateLimited(ctx.signal, () => write(kv, key, value, record, ttl))
+      // The record and its index entry side by side: KV has no transaction to put them in.
+      const writeNew = () =>
+        Promise.all([
+          retryRateLimited(ctx.signal, () => write(kv, key, value, record, ttl)),
+          putEntry(kv, key, record.meta, ttl, ctx.signal),
+        ])
       if (replaces === undefined) {
         await writeNew()
         return true
       }
       // No conditional write in KV: check that the old session still exists (a destroy seen here is not
       // undone), then write the new record and delete the old one concurrently.
-      if ((await readFresh(kv, prefix + replaces)) === null) {
+      const old = await readFresh(kv, prefix + replaces)
+      if (old === null) {
         // Gone: destroyed meanwhile, or moved by an earlier attempt of this very call (the new key is a fresh
-        // id that nothing else writes), which has then succeeded.
-        return (await readFresh(kv, prefix + key)) !== null
+        // id that nothing else writes), which has then succeeded: its index entry is written again, in case
+        // that attempt failed after its record landed.
+        if ((await readFresh(kv, prefix + key)) === null) return false
+        await putEntry(kv, key, record.meta, ttl, ctx.signal)
+        return true
       }
       ctx.signal.throwIfAborted()
-      await Promise.all([writeNew(), retryRateLimited(ctx.signal, () => kv.delete(prefix + replaces))])
+      // The old record's index entry goes with it: the one its stored metadata names.
+      const moved = userEntryOf(old.meta)
+      await Promise.all([
+        writeNew(),
+        retryRateLimited(ctx.signal, () => kv.delete(prefix + replaces)),
+        moved && deleteEntry(kv, moved.user, replaces, ctx.signal),
+      ])
       return true
     },
 
     async patch(key, patch, ttl, ctx) {
       const kv = kvFor(ctx)
-      return retryRateLimited(ctx.signal, async () => {
+      const written = await retryRateLimited(ctx.signal, async () => {
         // Re-read as fresh as KV allows, so keys and flash markers another request changed meanwhile are kept
         // (on a retry too). A destroy that lands between this read and the write below is undone: KV has no
         // conditional write (docs/cloudflare-kv.md).
         const current = await readFresh(kv, prefix + key)
-        if (current === null) return false
+        if (current === null) return null
         const record = applyPatch(current, patch)
         const value = encode(record)
         // The sessions layer has given up on a call past its storeTimeout: a late write must not land.
         ctx.signal.throwIfAborted()
         await write(kv, key, value, record, ttl)
-        return true
+        return record
       })
+      if (written === null) return false
+      // The index entry after its record, not beside it: a session that this write brings back after a
+      // revocation (the race above) is listed again, so it can be seen and revoked.
+      await putEntry(kv, key, written.meta, ttl, ctx.signal)
+      return true
     },
 
     async delete(key, ctx) {
       const kv = kvFor(ctx)
-      await retryRateLimited(ctx.signal, () => kv.delete(prefix + key))
+      // The sessions layer names the record's index entry: both go at once, with no read first.
+      const user = ctx.user?.user
+      await Promise.all([
+        retryRateLimited(ctx.signal, () => kv.delete(prefix + key)),
+        user !== undefined && deleteEntry(kv, user, key, ctx.signal),
+      ])
     },
 
     async count(ctx) {
       // Counts the keys KV still holds: KV removes expired ones itself, and the store does not judge expiry by
-      // its own clock. One list call per 1000 keys, each eventually consistent.
-      const kv = kvFor(ctx)
+      // its own clock. One list call per 1000 keys, each eventually consistent; index entries are listed too
+      // (they share the prefix) and skipped.
       let total = 0
-      let cursor: string | undefined
-      do {
-        ctx.signal.throwIfAborted()
-        const page = await kv.list(cursor === undefined ? { prefix } : { prefix, cursor })
-        total += page.keys.length
-        cursor = page.list_complete ? undefined : page.cursor
-      } while (cursor)
+      for await (const { name } of listAll(kvFor(ctx), prefix, ctx.signal))
+        if (!name.startsWith(users)) total++
       return total
     },
+
+    async userEntries(user, ctx) {
+      const index = `${users}${user}:`
+      const found: Array<{ key: string; handle: string }> = []
+      for await (const { name, metadata } of listAll(kvFor(ctx), index, ctx.signal)) {
+        // A damaged entry (no handle in its metadata, a name of another shape) is skipped, never an error.
+        const key = name.slice(index.length)
+        if (key === '' || key.includes(':') || !isEntryMetadata(metadata)) continue
+        found.push({ key, handle: metadata.handle })
+      }
+      return found
+    },
+
+    async getMany(keys, ctx) {
+      const kv = kvFor(ctx)
+      // One read per key, all at once; with KV's default edge cache, as a load reads.
+      return Promise.all(
+        keys.map(async (key) => {
+          const text = await kv.get(prefix + key, { type: 'text' })
+          return text === null ? null : parseStoredRecord(text)
+        }),
+      )
+    },
+
+    async revokeUser(user, keys, ctx) {
+      const kv = kvFor(ctx)
+      const unique = [...new Set(keys)]
+      // Read as fresh as KV allows, to tell this user's sessions from others'.
+      const texts = await Promise.all(
+        unique.map((key) => kv.get(prefix + key, { type: 'text', cacheTtl: FRESH_READ_CACHE_TTL })),
+      )
+      let revoked = 0
+      await Promise.all(
+        unique.map((key, i) => {
+          const text = texts[i] ?? null
+          const mine = text !== null && parseStoredRecord(text)?.meta.user?.key === user
+          if (mine) revoked++
+          // A record this location does not see yet (written elsewhere less than a minute ago, named by this
+          // user's index) is deleted too: deleting a missing key is harmless. Another user's record, or a value
+          // that is no record, is left alone. The entry in this user's index goes in any case.
+          return Promise.all([
+            (mine || text === null) && retryRateLimited(ctx.signal, () => kv.delete(prefix + key)),
+            deleteEntry(kv, user, key, ctx.signal),
+          ])
+        }),
+      )
+      return revoked
+    },
+
+    async countUsers(ctx) {
+      // Listed in key order, so a user's entries come together: a user counts once. One list call per 1000
+      // sessions bound to users, each eventually consistent.
+      let count = 0
+      let last: string | undefined
+      for await (const { name, metadata } of listAll(kvFor(ctx), users, ctx.signal)) {
+        // A damaged entry (no handle in its metadata, a name of another shape) is skipped, never an error.
+        const end = name.indexOf(':', users.length)
+        const user = name.slice(users.length, end)
+        if (end <= users.length || user === last || !isEntryMetadata(metadata)) continue
+        count++
+        last = user
+      }
+      return count
+    },
   }
+}
+
+/** Every key under `prefix`, a `list()` call per 1000, with its metadata; keys of another shape are skipped. */
+async function* listAll(
+  kv: KvNamespace,
+  prefix: string,
+  signal: AbortSignal,
+): AsyncGenerator<{ name: string; metadata: unknown }> {
+  let cursor: string | undefined
+  do {
+    signal.throwIfAborted()
+    const page = await kv.list(cursor === undefined ? { prefix } : { prefix, cursor })
+    for (const key of page.keys) {
+      if (typeof key !== 'object' || key === null) continue
+      const { name, metadata } = key as { name?: unknown; metadata?: unknown }
+      if (typeof name === 'string') yield { name, metadata }
+    }
+    cursor = page.list_complete ? undefined : page.cursor
+  } while (cursor)
+}
+
+function isEntryMetadata(value: unknown): value is KvUserEntryMetadata {
+  return (
+    typeof value === 'object' && value !== null && typeof (value as { handle?: unknown }).handle === 'string'
+  )
 }
 
 /** The record under `key`, read as fresh as KV allows; a value that is not a record (foreign, damaged) is null. */

@@ -2,7 +2,7 @@
 
 import { SessionError } from '../errors.ts'
 import type { ServerStore, SessionData, SessionMeta, SessionRecord, SessionTimes } from '../store.ts'
-import { applyPatch, sleep, storeConfigError, storedData, utf8, withMeta } from './shared.ts'
+import { applyPatch, sleep, storeConfigError, storedData, userEntryOf, utf8, withMeta } from './shared.ts'
 
 /** A part of a Deno KV key. */
 export type DenoKvKeyPart = Uint8Array | string | number | bigint | boolean
@@ -16,9 +16,14 @@ export type DenoKvKey = readonly DenoKvKeyPart[]
  */
 export interface DenoKv {
   get(key: DenoKvKey): Promise<{ value: unknown; versionstamp: string | null }>
+  /** At most 10 keys a call (Deno KV's limit). */
+  getMany(keys: DenoKvKey[]): Promise<{ value: unknown; versionstamp: string | null }[]>
   set(key: DenoKvKey, value: unknown, options?: { expireIn?: number }): Promise<unknown>
   delete(key: DenoKvKey): Promise<void>
-  list(selector: { prefix: DenoKvKey }): AsyncIterable<{ value: unknown }>
+  list(
+    selector: { prefix: DenoKvKey },
+    options?: { batchSize?: number },
+  ): AsyncIterable<{ key: readonly unknown[]; value: unknown }>
   atomic(): DenoKvAtomicOperation
 }
 
@@ -53,16 +58,34 @@ export interface DenoKvSessionValue {
   ttlEnd: number
 }
 
+/** What a session's entry in its user's index holds, under `[...prefix, 'u', user key, hashed id]`. */
+export interface DenoKvUserEntryValue {
+  /** The session's handle: what a device list shows. */
+  handle: string
+  /** The session's own `ttlEnd`: the entry is written, with the same `expireIn`, in each write of the session. */
+  ttlEnd: number
+}
+
 /** Deno KV refuses values over 64 KiB (as V8 serializes them). */
 const MAX_VALUE_BYTES = 65_536
 /** Room kept for the value's fixed part (field names, times, the serialization's own bytes): about 110 bytes. */
 const VALUE_OVERHEAD_BYTES = 1024
 /** Deno KV keys are at most 2048 bytes, encoded as FoundationDB tuples. */
 const MAX_KEY_BYTES = 2048
-/** The session's own key part: a hashed id (43 base64url characters) as a tuple string, with its two tag bytes. */
-const ID_PART_BYTES = 45
-/** The largest prefix, encoded, that leaves room for the hashed id. */
-const MAX_PREFIX_BYTES = MAX_KEY_BYTES - ID_PART_BYTES
+/** A hashed id or user id (43 base64url characters) as a tuple string, with its two tag bytes. */
+const HASH_PART_BYTES = 45
+/** The key part the user index lives under: `[...prefix, 'u', user key, hashed id]`. */
+const USERS = 'u'
+/** The longest key after the prefix: a user-index entry, `'u'` (3 bytes encoded) and two hashes. */
+const MAX_SUFFIX_BYTES = 3 + 2 * HASH_PART_BYTES
+/** The largest prefix, encoded, that leaves room for the longest key after it. */
+const MAX_PREFIX_BYTES = MAX_KEY_BYTES - MAX_SUFFIX_BYTES
+/** Deno KV reads at most 10 keys in one `getMany`. */
+const GET_MANY_KEYS = 10
+/** Sessions revoked per atomic operation: two deletes each, well within Deno KV's 1000 mutations. */
+const REVOKE_BATCH = 100
+/** Entries per round trip of a listing (Deno KV's default is 100 on Deno Deploy; it allows up to 1000). */
+const LIST_BATCH = 500
 
 /**
  * A session store in Deno KV: one entry per session under `[...prefix, hashed id]`, for Deno on one machine (a
@@ -70,13 +93,15 @@ const MAX_PREFIX_BYTES = MAX_KEY_BYTES - ID_PART_BYTES
  * Deno KV expires lazily, so an entry past the TTL's end (kept in the entry) reads as missing. Patches and
  * touches are read-check-write atomic operations retried on conflict (versionstamps), so concurrent changes to
  * different keys and flash markers merge and nothing recreates a destroyed session; a regenerate writes the new
- * entry and deletes the old one in one operation checked against the old. Data may take about 63 KiB (Deno KV's
- * 64 KiB value limit, flash key names included): a larger write fails with `ERR_TOO_LARGE`. `count()` reads every
- * entry under the prefix. Run Deno with `--unstable-kv`. More in docs/deno-kv.md.
+ * entry and deletes the old one in one operation checked against the old. A session bound to a user has an entry
+ * in its user's index, `[...prefix, 'u', user key, hashed id]`, written, moved and deleted in the same atomic
+ * operation as the session, with the same `expireIn`. Data may take about 63 KiB (Deno KV's 64 KiB value limit,
+ * flash key names included): a larger write fails with `ERR_TOO_LARGE`. `count()` and `countUsers()` read every
+ * entry they count. Run Deno with `--unstable-kv`. More in docs/deno-kv.md.
  *
  * @param options `kv`, an open `Deno.Kv`; `prefix`, default `['sess']`; `maxAttempts` on conflicts, default 20.
  * @throws SessionError `ERR_CONFIG` when `kv` is not a Deno KV database, or the prefix is not a non-empty array of
- *   key parts that leaves room for the session's own within Deno KV's 2048-byte keys.
+ *   key parts that leaves room for the index's keys within Deno KV's 2048-byte keys (1955 bytes encoded).
  * @example
  * ```ts
  * const sessions = createSessions({ store: denoKvStore({ kv: await Deno.openKv() }), secrets })
@@ -97,6 +122,9 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
     throw storeConfigError('denoKvStore', '`maxAttempts` must be a positive integer')
   }
   const keyOf = (key: string): DenoKvKey => [...prefix, key]
+  /** Every user's index lies under `[...prefix, 'u']`; one entry per session, `[...prefix, 'u', user, hashed id]`. */
+  const users: DenoKvKey = [...prefix, USERS]
+  const entryKeyOf = (user: string, key: string): DenoKvKey => [...users, user, key]
 
   /** The entry under `key` while its TTL lasts, decoded, with the versionstamp a write checks against. */
   const read = async (key: DenoKvKey) => {
@@ -105,6 +133,29 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
     const stored = decode(entry.value, key)
     if (stored.ttlEnd <= Date.now()) return null
     return { ...stored, check: { key, versionstamp: entry.versionstamp } }
+  }
+
+  /** The values under `keys`, in order: 10 a call (Deno KV's limit), the calls in parallel. */
+  const readMany = async (keys: DenoKvKey[]): Promise<unknown[]> => {
+    const calls: Promise<{ value: unknown }[]>[] = []
+    for (let i = 0; i < keys.length; i += GET_MANY_KEYS)
+      calls.push(kv.getMany(keys.slice(i, i + GET_MANY_KEYS)))
+    return (await Promise.all(calls)).flat().map((entry) => entry.value)
+  }
+
+  /**
+   * Adds to `op` the session's entry and, when the session is bound to a user, its entry in the user's index:
+   * both with one `expireIn` and one `ttlEnd`, so the index entry lives exactly as long as the session it names.
+   */
+  const put = (op: DenoKvAtomicOperation, key: string, value: DenoKvSessionValue, ttl: number) => {
+    const options = { expireIn: expireIn(ttl) }
+    op.set(keyOf(key), value, options)
+    const entry = userEntryOf(value.meta)
+    if (entry) {
+      const indexed: DenoKvUserEntryValue = { handle: entry.handle, ttlEnd: value.ttlEnd }
+      op.set(entryKeyOf(entry.user, key), indexed, options)
+    }
+    return op
   }
 
   /**
@@ -128,7 +179,10 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
     )
   }
 
-  /** Rewrites an existing entry, checked against the version read and retried on conflict; false when missing. */
+  /**
+   * Rewrites an existing entry and its index entry, checked against the version read and retried on conflict;
+   * false when missing.
+   */
   const rewrite = (
     key: string,
     ttl: number,
@@ -141,12 +195,7 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
       if (!entry) return false
       const value = next(entry)
       signal.throwIfAborted()
-      const result = await committed(
-        kv
-          .atomic()
-          .check(entry.check)
-          .set(full, value, { expireIn: expireIn(ttl) }),
-      )
+      const result = await committed(put(kv.atomic().check(entry.check), key, value, ttl))
       return result.ok ? true : undefined
     })
   }
@@ -163,7 +212,8 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
     async set(key, record, ttl, ctx, replaces) {
       const value = toValue(record, ttl)
       if (replaces === undefined) {
-        await tooLargeAsSuch(kv.set(keyOf(key), value, { expireIn: expireIn(ttl) }))
+        if (userEntryOf(record.meta)) await committed(put(kv.atomic(), key, value, ttl))
+        else await tooLargeAsSuch(kv.set(keyOf(key), value, { expireIn: expireIn(ttl) }))
         return true
       }
       const old = keyOf(replaces)
@@ -173,13 +223,11 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
         // Gone: destroyed meanwhile, or moved by an earlier attempt of this very call (the new key is a fresh id
         // that nothing else writes), which has then succeeded.
         if (!entry) return (await read(keyOf(key))) !== null
-        const result = await committed(
-          kv
-            .atomic()
-            .check(entry.check)
-            .delete(old)
-            .set(keyOf(key), value, { expireIn: expireIn(ttl) }),
-        )
+        const op = kv.atomic().check(entry.check).delete(old)
+        // The old record's index entry goes with it: the one its stored metadata names.
+        const moved = userEntryOf(entry.record.meta)
+        if (moved) op.delete(entryKeyOf(moved.user, replaces))
+        const result = await committed(put(op, key, value, ttl))
         return result.ok ? true : undefined
       })
     },
@@ -188,28 +236,97 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
       return rewrite(key, ttl, ctx.signal, (current) => toValue(applyPatch(current.record, patch), ttl))
     },
 
-    // Deno KV has no TTL-only update: a touch rewrites the entry, data and flash markers unchanged, checked like
-    // a patch. The data text is kept as read, not parsed and written again.
+    // Deno KV has no TTL-only update: a touch rewrites the entry, data, flash markers, handle and user unchanged,
+    // checked like a patch. The data text is kept as read, not parsed and written again.
     touch(key, times: SessionTimes, ttl, ctx) {
-      return rewrite(key, ttl, ctx.signal, (current) => {
-        const flash = current.record.meta.flash
-        const meta: SessionMeta = { ...times }
-        if (flash) meta.flash = flash
-        return { data: current.text, meta, ttlEnd: Date.now() + ttl }
-      })
+      return rewrite(key, ttl, ctx.signal, (current) => ({
+        data: current.text,
+        meta: { ...current.record.meta, ...times },
+        ttlEnd: Date.now() + ttl,
+      }))
     },
 
-    async delete(key) {
-      await kv.delete(keyOf(key))
+    async delete(key, ctx) {
+      // The sessions layer names the record's index entry: both go in one operation, with no read first.
+      if (!ctx.user) return kv.delete(keyOf(key))
+      await committed(kv.atomic().delete(keyOf(key)).delete(entryKeyOf(ctx.user.user, key)))
     },
 
     async count() {
       const now = Date.now()
       let live = 0
-      for await (const entry of kv.list({ prefix })) {
+      // Index entries lie under the prefix too; they are no session values, so they are read and skipped.
+      for await (const entry of kv.list({ prefix }, { batchSize: LIST_BATCH })) {
         if (isSessionValue(entry.value) && entry.value.ttlEnd > now) live++
       }
       return live
+    },
+
+    async userEntries(user) {
+      const now = Date.now()
+      const found: Array<{ key: string; handle: string }> = []
+      const index = [...users, user]
+      for await (const { key, value } of kv.list({ prefix: index }, { batchSize: LIST_BATCH })) {
+        // A damaged entry (another value, a longer key) is skipped, never an error.
+        const id = key[index.length]
+        if (key.length !== index.length + 1 || typeof id !== 'string' || !isUserEntryValue(value)) continue
+        if (value.ttlEnd > now) found.push({ key: id, handle: value.handle })
+      }
+      return found
+    },
+
+    async getMany(keys) {
+      const now = Date.now()
+      const values = await readMany(keys.map(keyOf))
+      // For a listing: a damaged or foreign value reads as missing here (the session's own load reports it).
+      return values.map((value) =>
+        isSessionValue(value) && value.ttlEnd > now ? parseData(value.data, value.meta) : null,
+      )
+    },
+
+    async revokeUser(user, keys) {
+      const unique = [...new Set(keys)]
+      const values = await readMany(unique.map(keyOf))
+      const now = Date.now()
+      let revoked = 0
+      const doomed: DenoKvKey[][] = []
+      unique.forEach((key, i) => {
+        const value = values[i]
+        const record = isSessionValue(value) ? parseData(value.data, value.meta) : null
+        // The entry in this user's index goes in any case; the record only when it is this user's session
+        // (another user's session, or a value that is no session record, is left alone).
+        const gone = [entryKeyOf(user, key)]
+        if (record?.meta.user?.key === user) {
+          gone.push(keyOf(key))
+          if ((value as DenoKvSessionValue).ttlEnd > now) revoked++
+        }
+        doomed.push(gone)
+      })
+      // Each session goes with its entry in one operation; batches of them, in parallel.
+      const commits: Promise<unknown>[] = []
+      for (let i = 0; i < doomed.length; i += REVOKE_BATCH) {
+        const op = kv.atomic()
+        for (const gone of doomed.slice(i, i + REVOKE_BATCH)) for (const key of gone) op.delete(key)
+        commits.push(committed(op))
+      }
+      await Promise.all(commits)
+      return revoked
+    },
+
+    async countUsers() {
+      const now = Date.now()
+      let count = 0
+      let last: unknown
+      // Listed in key order, so a user's entries come together: a user counts once, at its first live entry.
+      for await (const { key, value } of kv.list({ prefix: users }, { batchSize: LIST_BATCH })) {
+        const user = key[users.length]
+        if (user === last || key.length !== users.length + 2 || typeof user !== 'string') continue
+        if (isUserEntryValue(value) && value.ttlEnd > now) {
+          count++
+          last = user
+        }
+      }
+      return count
     },
   }
 }
@@ -296,10 +413,18 @@ function isSessionValue(value: unknown): value is DenoKvSessionValue {
   )
 }
 
+function isUserEntryValue(value: unknown): value is DenoKvUserEntryValue {
+  if (typeof value !== 'object' || value === null) return false
+  const { handle, ttlEnd } = value as Partial<DenoKvUserEntryValue>
+  return typeof handle === 'string' && typeof ttlEnd === 'number' && !Number.isNaN(ttlEnd)
+}
+
 function isDenoKv(value: unknown): value is DenoKv {
   if (typeof value !== 'object' || value === null) return false
   const kv = value as Record<string, unknown>
-  return ['get', 'set', 'delete', 'list', 'atomic'].every((method) => typeof kv[method] === 'function')
+  return ['get', 'getMany', 'set', 'delete', 'list', 'atomic'].every(
+    (method) => typeof kv[method] === 'function',
+  )
 }
 
 /**

@@ -8,6 +8,7 @@ import type {
   SessionRecord,
   SessionTimes,
   SessionUser,
+  UserEntry,
 } from '../store.ts'
 
 /**
@@ -35,6 +36,14 @@ export function mergeFlash(current: readonly string[] | undefined, patch: Record
   const flash = (current ?? []).filter((key) => !named.has(key))
   for (const key of patch.flash) if (!flash.includes(key)) flash.push(key)
   return flash
+}
+
+/**
+ * The user-index entry a record's metadata calls for: its user's key and its handle, when it is bound to a user.
+ * Undefined for an anonymous record, and for one written before handles existed (it has no user either).
+ */
+export function userEntryOf(meta: SessionMeta): UserEntry | undefined {
+  return meta.user && meta.handle !== undefined ? { user: meta.user.key, handle: meta.handle } : undefined
 }
 
 /** `ERR_CONFIG` with the store's name first, as every store reports a bad option: `memoryStore(): ...`. */

@@ -4,7 +4,7 @@
  * `deno test --unstable-kv` with this folder's deno.json, where `vitest` is ./vitest.ts.
  */
 
-import { createSessions, type ServerStore, SessionError } from 'edge-session'
+import { createSessions, type ServerStore, SessionError, type Sessions } from 'edge-session'
 import {
   type DenoKv,
   type DenoKvAtomicOperation,
@@ -38,6 +38,7 @@ function contendedKv(failures: number): DenoKv & { commits: number } {
   const wrapper = {
     commits: 0,
     get: kv.get.bind(kv),
+    getMany: kv.getMany.bind(kv),
     set: kv.set.bind(kv),
     delete: kv.delete.bind(kv),
     list: kv.list.bind(kv),
@@ -79,6 +80,7 @@ function heldKv() {
   let commits = 0
   const held: DenoKv = {
     get: kv.get.bind(kv),
+    getMany: kv.getMany.bind(kv),
     set: kv.set.bind(kv),
     delete: kv.delete.bind(kv),
     list: kv.list.bind(kv),
@@ -142,7 +144,12 @@ describe('denoKvStore', () => {
     expect(entries.map((e) => e.key)).toEqual([[...prefix, await storageKey(s.id)]])
     const value = entries[0]?.value
     expect(JSON.parse(String(value?.data))).toEqual({ user: 'ada' })
-    expect(value?.meta).toEqual({ createdAt: s.createdAt, lastSeenAt: s.createdAt, expiresAt: s.expiresAt })
+    expect(value?.meta).toEqual({
+      createdAt: s.createdAt,
+      lastSeenAt: s.createdAt,
+      expiresAt: s.expiresAt,
+      handle: s.handle,
+    })
     // The default idle timeout (30 minutes) on this process's clock.
     expect(Number(value?.ttlEnd) - Date.now()).toBeGreaterThan(29 * 60_000)
     expect(Number(value?.ttlEnd) - Date.now()).toBeLessThanOrEqual(30 * 60_000)
@@ -257,16 +264,17 @@ describe('denoKvStore', () => {
   })
 
   it('measures a prefix as Deno KV encodes keys: what it accepts writes, one byte more is refused at creation', async () => {
-    // Deno KV keys are at most 2048 bytes; the hashed id takes 45 of them, so a prefix may take 2003. A string or
-    // byte array costs its bytes plus two, each NUL byte twice; a bigint one byte plus its magnitude's (two past
-    // eight bytes, and no more than 255 of them); a number nine.
+    // Deno KV keys are at most 2048 bytes. The longest key after the prefix is a user-index entry, ['u', user key,
+    // hashed id]: 3 + 45 + 45 bytes, so a prefix may take 1955. A string or byte array costs its bytes plus two,
+    // each NUL byte twice; a bigint one byte plus its magnitude's (two past eight bytes, and no more than 255 of
+    // them); a number nine.
     const fits: [string, DenoKvKeyPart[]][] = [
-      ['text', ['x'.repeat(2001)]],
-      ['NUL characters', ['\0'.repeat(999), 'x']],
-      ['zero bytes', [new Uint8Array(999), 'x']],
-      ['a large bigint', [2n ** 2039n, 'x'.repeat(1744)]],
-      ['a negative bigint', [-(2n ** 63n), 'x'.repeat(1992)]],
-      ['numbers and booleans', [...Array.from({ length: 200 }, () => 1.5), true, 'x'.repeat(200)]],
+      ['text', ['x'.repeat(1953)]],
+      ['NUL characters', ['\0'.repeat(975), 'x']],
+      ['zero bytes', [new Uint8Array(975), 'x']],
+      ['a large bigint', [2n ** 2039n, 'x'.repeat(1696)]],
+      ['a negative bigint', [-(2n ** 63n), 'x'.repeat(1944)]],
+      ['numbers and booleans', [...Array.from({ length: 200 }, () => 1.5), true, 'x'.repeat(152)]],
     ]
     for (const [what, prefix] of fits) {
       const withPrefix = (prefix: DenoKvKeyPart[]) => denoKvStore({ kv, prefix: [...prefix] })
@@ -274,13 +282,16 @@ describe('denoKvStore', () => {
       const jar = new CookieJar()
       const s = await sessions.load(jar.request())
       s.set('user', 'ada')
+      // Bound to a user: the session's index entry, the longest key the store writes, is written too.
+      s.setUser('ada')
       jar.update(await sessions.commit(s, new Response()))
       expect((await sessions.load(jar.request())).get('user'), what).toBe('ada')
+      expect(await sessions.listUserSessions('ada'), what).toHaveLength(1)
       // One byte more, in the same kind of part, no longer fits.
       const longer = [...prefix.slice(0, -1), `${String(prefix.at(-1))}x`]
       expect(() => withPrefix(longer), what).toThrow(expect.objectContaining({ code: 'ERR_CONFIG' }))
     }
-    for (const prefix of [['\0'.repeat(1001)], [new Uint8Array(1001)], [2n ** 2040n], [-(2n ** 2040n)]]) {
+    for (const prefix of [['\0'.repeat(977)], [new Uint8Array(977)], [2n ** 2040n], [-(2n ** 2040n)]]) {
       expect(() => denoKvStore({ kv, prefix }), String(prefix[0]).slice(0, 10)).toThrow(
         expect.objectContaining({
           code: 'ERR_CONFIG',
@@ -454,5 +465,272 @@ describe('denoKvStore', () => {
     }
     expect(settled).toMatchObject({ message: 'storeTimeout' })
     expect(always.commits).toBe(1)
+  })
+})
+
+/** `kv`, recording what each atomic operation holds, and every write made outside one. */
+function recordingKv() {
+  const operations: string[][] = []
+  const plain: string[] = []
+  const name = (key: readonly unknown[]) => key.map(String).join('/')
+  const recording: DenoKv = {
+    get: kv.get.bind(kv),
+    getMany: kv.getMany.bind(kv),
+    list: kv.list.bind(kv),
+    set: (key, value, options) => {
+      plain.push(`set ${name(key)}`)
+      return kv.set(key, value, options)
+    },
+    delete: (key) => {
+      plain.push(`delete ${name(key)}`)
+      return kv.delete(key)
+    },
+    atomic(): DenoKvAtomicOperation {
+      const op = kv.atomic()
+      const log: string[] = []
+      const wrapped: DenoKvAtomicOperation = {
+        check(...checks) {
+          for (const check of checks) log.push(`check ${name(check.key)}`)
+          op.check(...checks)
+          return wrapped
+        },
+        set(key, value, options) {
+          log.push(`set ${name(key)} ${options?.expireIn}`)
+          op.set(key, value, options)
+          return wrapped
+        },
+        delete(key) {
+          log.push(`delete ${name(key)}`)
+          op.delete(key)
+          return wrapped
+        },
+        commit: () => {
+          operations.push(log)
+          return op.commit()
+        },
+      }
+      return wrapped
+    },
+  }
+  return { kv: recording, operations, plain }
+}
+
+describe('denoKvStore: the user index', () => {
+  const HASH = /^[A-Za-z0-9_-]{43}$/
+  const bound = (user: string, handle: string, data: Record<string, unknown> = {}) => ({
+    data,
+    meta: { ...meta(1_000), handle, user: { id: `id-${user}`, key: user, agent: null, label: null } },
+  })
+
+  /** A browser that signs in as `userId`: an anonymous request, then one that binds the user. */
+  async function login(sessions: Sessions<Record<string, unknown>>, userId: string) {
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('a', 1)
+    jar.update(await sessions.commit(first, new Response()))
+    const s = await sessions.load(jar.request())
+    s.setUser(userId)
+    jar.update(await sessions.commit(s, new Response()))
+    return { jar, session: s }
+  }
+
+  it('names the index by hashed user keys: no user id appears in any key, nor in an index entry', async () => {
+    const prefix = freshPrefix()
+    const sessions = createSessions<Record<string, unknown>>({
+      store: denoKvStore({ kv, prefix }),
+      secrets: SECRET,
+    })
+    const ids = ['alice@example.com', 'Bob Smith 42', 'urn:user:7f3a9c']
+    for (const id of ids) {
+      await login(sessions, id)
+      await login(sessions, id)
+    }
+    const entries = await Array.fromAsync(kv.list({ prefix }))
+    // Six sessions and their six index entries; nothing else.
+    expect(entries).toHaveLength(12)
+    const users = new Set<unknown>()
+    for (const { key, value } of entries) {
+      const rest = key.slice(prefix.length)
+      if (rest.length === 1) expect(String(rest[0])).toMatch(HASH)
+      else {
+        expect(rest).toHaveLength(3)
+        expect(rest[0]).toBe('u')
+        expect(String(rest[1])).toMatch(HASH)
+        expect(String(rest[2])).toMatch(HASH)
+        expect(Object.keys(value as object).sort()).toEqual(['handle', 'ttlEnd'])
+        users.add(rest[1])
+      }
+      for (const id of ids) for (const part of key) expect(String(part)).not.toContain(id)
+    }
+    expect(users.size).toBe(3)
+    expect(await sessions.countUsers()).toBe(3)
+    expect(await sessions.count()).toBe(6)
+  })
+
+  it('changes a session and its index entry in one atomic operation, with one expireIn', async () => {
+    const prefix = freshPrefix()
+    const recorded = recordingKv()
+    const clock = manualClock()
+    const sessions = createSessions({
+      store: denoKvStore({ kv: recorded.kv, prefix }),
+      secrets: SECRET,
+      now: clock.now,
+      idleTimeout: 600,
+    })
+    const at = (key: string) => [...prefix, key].map(String).join('/')
+    const entry = (user: string, key: string) => [...prefix, 'u', user, key].map(String).join('/')
+    const jar = new CookieJar()
+    const anonymous = await sessions.load(jar.request())
+    anonymous.set('a', 1)
+    jar.update(await sessions.commit(anonymous, new Response()))
+    const old = await storageKey(anonymous.id)
+    expect(recorded.plain).toEqual([`set ${at(old)}`])
+
+    const login = await sessions.load(jar.request())
+    login.setUser('ada')
+    jar.update(await sessions.commit(login, new Response()))
+    const key = await storageKey(login.id)
+    const user = (await denoKvStore({ kv, prefix }).get(key, ctx()))?.meta.user?.key as string
+    expect(recorded.operations.at(-1)).toEqual([
+      `check ${at(old)}`,
+      `delete ${at(old)}`,
+      `set ${at(key)} 600000`,
+      `set ${entry(user, key)} 600000`,
+    ])
+
+    clock.advance(61_000)
+    const touched = await sessions.load(jar.request())
+    jar.update(await sessions.commit(touched, new Response()))
+    expect(recorded.operations.at(-1)).toEqual([
+      `check ${at(key)}`,
+      `set ${at(key)} 600000`,
+      `set ${entry(user, key)} 600000`,
+    ])
+
+    const regenerated = await sessions.load(jar.request())
+    regenerated.regenerate()
+    jar.update(await sessions.commit(regenerated, new Response()))
+    const moved = await storageKey(regenerated.id)
+    expect(recorded.operations.at(-1)).toEqual([
+      `check ${at(key)}`,
+      `delete ${at(key)}`,
+      `delete ${entry(user, key)}`,
+      `set ${at(moved)} 600000`,
+      `set ${entry(user, moved)} 600000`,
+    ])
+
+    const logout = await sessions.load(jar.request())
+    logout.destroy()
+    await sessions.commit(logout, new Response())
+    expect(recorded.operations.at(-1)).toEqual([`delete ${at(moved)}`, `delete ${entry(user, moved)}`])
+    // Only the anonymous session was ever written outside an atomic operation.
+    expect(recorded.plain).toEqual([`set ${at(old)}`])
+    expect(await Array.fromAsync(kv.list({ prefix }))).toEqual([])
+  })
+
+  it('lets an index entry expire with its session: the same ttlEnd, and gone from listing and counting with it', async () => {
+    const prefix = freshPrefix()
+    const store = denoKvStore({ kv, prefix })
+    await store.set('k', bound('A', 'h'), 30, ctx())
+    await store.set('long', bound('B', 'h2'), 60_000, ctx())
+    const value = (await kv.get<{ ttlEnd: number }>([...prefix, 'k'])).value
+    const indexed = (await kv.get<{ ttlEnd: number; handle: string }>([...prefix, 'u', 'A', 'k'])).value
+    expect(indexed).toEqual({ handle: 'h', ttlEnd: value?.ttlEnd })
+    expect(await store.userEntries?.('A', ctx())).toEqual([{ key: 'k', handle: 'h' }])
+    expect(await store.countUsers?.(ctx())).toBe(2)
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    expect(await store.userEntries?.('A', ctx())).toEqual([])
+    expect(await store.getMany?.(['k', 'long'], ctx())).toEqual([null, bound('B', 'h2')])
+    expect(await store.countUsers?.(ctx())).toBe(1)
+  })
+
+  it('keeps the handle and user through a touch, and extends the index entry with it', async () => {
+    const prefix = freshPrefix()
+    const store = denoKvStore({ kv, prefix })
+    await store.set('k', bound('A', 'h', { a: 1 }), 1_000, ctx())
+    const before = (await kv.get<{ ttlEnd: number }>([...prefix, 'u', 'A', 'k'])).value?.ttlEnd ?? 0
+    expect(await store.touch?.('k', meta(5_000), 60_000, ctx())).toBe(true)
+    expect(await store.get('k', ctx())).toEqual({
+      data: { a: 1 },
+      meta: { ...bound('A', 'h').meta, ...meta(5_000) },
+    })
+    const after = (await kv.get<{ ttlEnd: number }>([...prefix, 'u', 'A', 'k'])).value?.ttlEnd ?? 0
+    expect(after - before).toBeGreaterThan(50_000)
+  })
+
+  it('revokes only the sessions of the user it names, more than fit in one read or one operation', async () => {
+    const prefix = freshPrefix()
+    const store = denoKvStore({ kv, prefix })
+    const keys = Array.from({ length: 120 }, (_, i) => `a${i}`)
+    for (const key of keys) await store.set(key, bound('A', `h-${key}`), 60_000, ctx())
+    await store.set('b', bound('B', 'hb'), 60_000, ctx())
+    await store.set('anon', { data: {}, meta: meta() }, 60_000, ctx())
+    expect(await store.userEntries?.('A', ctx())).toHaveLength(120)
+    expect(await store.getMany?.(keys, ctx())).toEqual(keys.map((key) => bound('A', `h-${key}`)))
+    expect(await store.revokeUser?.('A', [...keys, 'b', 'anon', 'a0', 'missing'], ctx())).toBe(120)
+    expect(await store.userEntries?.('A', ctx())).toEqual([])
+    expect(await store.getMany?.(['a0', 'a119', 'b', 'anon'], ctx())).toEqual([
+      null,
+      null,
+      bound('B', 'hb'),
+      { data: {}, meta: meta() },
+    ])
+    expect(await store.userEntries?.('B', ctx())).toEqual([{ key: 'b', handle: 'hb' }])
+    expect(await store.countUsers?.(ctx())).toBe(1)
+    expect(await store.count?.(ctx())).toBe(2)
+  })
+
+  it('a revoked session’s next request is a fresh session, and neither the session nor its entry is left', async () => {
+    const prefix = freshPrefix()
+    const sessions = createSessions<Record<string, unknown>>({
+      store: denoKvStore({ kv, prefix }),
+      secrets: SECRET,
+    })
+    const phone = await login(sessions, 'ada')
+    const laptop = await login(sessions, 'ada')
+    expect(await sessions.revokeUserSession('ada', phone.session.handle)).toBe(true)
+    const gone = await storageKey(phone.session.id)
+    const keys = (await Array.fromAsync(kv.list({ prefix }))).map((entry) => entry.key)
+    expect(keys).toHaveLength(2)
+    for (const key of keys) expect(key).not.toContain(gone)
+    const next = await sessions.load(phone.jar.request())
+    expect([next.isNew, next.userId, next.get('a')]).toEqual([true, null, undefined])
+    expect((await sessions.load(laptop.jar.request())).userId).toBe('ada')
+  })
+
+  it('ignores damaged index entries: no error, not listed, not counted', async () => {
+    const prefix = freshPrefix()
+    const store = denoKvStore({ kv, prefix })
+    await store.set('k', bound('A', 'h'), 60_000, ctx())
+    const later = Date.now() + 60_000
+    await kv.set([...prefix, 'u', 'A', 'x'], 'not an entry')
+    await kv.set([...prefix, 'u', 'A', 'y'], { handle: 7, ttlEnd: later })
+    await kv.set([...prefix, 'u', 'A', 'z', 'deeper'], { handle: 'h', ttlEnd: later })
+    await kv.set([...prefix, 'u', 'A', 12], { handle: 'h', ttlEnd: later })
+    await kv.set([...prefix, 'u', 'B', 'x'], { handle: 'h' })
+    await kv.set([...prefix, 'u', 'C'], { handle: 'h', ttlEnd: later })
+    await kv.set([...prefix, 'u', 3, 'x'], { handle: 'h', ttlEnd: later })
+    expect(await store.userEntries?.('A', ctx())).toEqual([{ key: 'k', handle: 'h' }])
+    expect(await store.userEntries?.('B', ctx())).toEqual([])
+    expect(await store.countUsers?.(ctx())).toBe(1)
+    // A foreign value under a session key named by the index reads as missing in a listing, and is left alone.
+    await kv.set([...prefix, 'foreign'], 'not a session')
+    expect(await store.getMany?.(['foreign', 'k'], ctx())).toEqual([null, bound('A', 'h')])
+    expect(await store.revokeUser?.('A', ['foreign'], ctx())).toBe(0)
+    expect((await kv.get([...prefix, 'foreign'])).value).toBe('not a session')
+  })
+
+  it('keeps records written before handles and users working, and writes no index entry for them', async () => {
+    const prefix = freshPrefix()
+    const store = denoKvStore({ kv, prefix })
+    await store.set('k', { data: { a: 1 }, meta: meta() }, 60_000, ctx())
+    const patch = { set: { b: 2 }, delete: [], flash: [], meta: meta(1) }
+    expect(await store.patch('k', patch, 60_000, ctx())).toBe(true)
+    expect(await store.touch?.('k', meta(2), 60_000, ctx())).toBe(true)
+    expect(await store.get('k', ctx())).toEqual({ data: { a: 1, b: 2 }, meta: meta(2) })
+    expect((await Array.fromAsync(kv.list({ prefix }))).map((entry) => entry.key)).toEqual([[...prefix, 'k']])
+    expect(await store.countUsers?.(ctx())).toBe(0)
+    await store.delete('k', ctx())
+    expect(await Array.fromAsync(kv.list({ prefix }))).toEqual([])
   })
 })

@@ -2,6 +2,7 @@
 import { createSessions, isSessionError, type SessionsOptions } from 'edge-session'
 import { cloudflareKvStore, type KvNamespace } from 'edge-session/stores/cloudflare-kv'
 import { describe, expect, it } from 'vitest'
+import { storageKey } from '../conformance.ts'
 import { CookieJar, manualClock } from '../support/jar.ts'
 import { kv } from './bindings.ts'
 
@@ -307,5 +308,246 @@ describe('sessions over Cloudflare KV', () => {
       isSessionError(error, 'ERR_TOO_LARGE'),
     )
     expect(writes).toEqual([])
+  })
+})
+
+describe('sessions per user over Cloudflare KV', () => {
+  type Listed = { name: string; expiration?: number; metadata?: unknown }
+  const HASH = '[A-Za-z0-9_-]{43}'
+
+  /** Every key under `prefix`, with its expiration and metadata. */
+  async function keysUnder(prefix: string): Promise<Listed[]> {
+    return (await kv.list({ prefix })).keys as Listed[]
+  }
+
+  /** A browser that signs in as `userId`: an anonymous request, then one that binds the user. */
+  async function login(sessions: ReturnType<typeof setup>['sessions'], env: Env, userId: string) {
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request(), env)
+    first.set('a', 1)
+    jar.update(await sessions.commit(first, new Response()))
+    const s = await sessions.load(jar.request(), env)
+    s.setUser(userId)
+    jar.update(await sessions.commit(s, new Response()))
+    return { jar, session: s }
+  }
+
+  it('costs KV these operations per request for a session bound to a user', async () => {
+    const { sessions, clock } = setup()
+    const { namespace, ops } = watched()
+    const env: Env = { SESSIONS: namespace }
+    const jar = new CookieJar()
+    async function request(handle: (s: Awaited<ReturnType<typeof sessions.load>>) => void) {
+      ops.length = 0
+      const s = await sessions.load(jar.request(), env)
+      handle(s)
+      jar.update(await sessions.commit(s, new Response()))
+      clock.advance(1_000)
+      return [...ops].sort()
+    }
+    const cost = async (run: () => Promise<unknown>) => {
+      ops.length = 0
+      await run()
+      return [...ops].sort()
+    }
+
+    expect(await request((s) => s.set('a', 1))).toEqual(['put'])
+    // Login: load, the check that the anonymous record still exists, the new record and its entry, the old
+    // record's deletion.
+    expect(await request((s) => s.setUser('ada'))).toEqual(['delete', 'get', 'get', 'put', 'put'])
+    expect(await request((s) => s.get('a'))).toEqual(['get'])
+    // A change (or a touch): load, the fresh re-read, the record, then its entry.
+    expect(await request((s) => s.set('a', 2))).toEqual(['get', 'get', 'put', 'put'])
+    clock.advance(61_000)
+    expect(await request(() => {})).toEqual(['get', 'get', 'put', 'put'])
+    // Regenerate moves the entry: two puts, two deletes.
+    expect(await request((s) => s.regenerate())).toEqual(['delete', 'delete', 'get', 'get', 'put', 'put'])
+    // A device list: one list, then one read per session.
+    expect(await cost(() => sessions.listUserSessions('ada', env))).toEqual(['get', 'list'])
+    expect(await cost(() => sessions.countUsers(env))).toEqual(['list'])
+    // Logout: load, then the record and its entry deleted at once.
+    expect(await request((s) => s.destroy())).toEqual(['delete', 'delete', 'get'])
+    const other = await login(sessions, { SESSIONS: kv }, 'ada')
+    // Revoking one: the list, a fresh read of the record, then the record and its entry deleted.
+    expect(await cost(() => sessions.revokeUserSession('ada', other.session.handle, env))).toEqual([
+      'delete',
+      'delete',
+      'get',
+      'list',
+    ])
+  })
+
+  it('names the index by hashed user keys: no user id appears in any key name or entry metadata', async () => {
+    const { sessions, prefix } = setup()
+    const env: Env = { SESSIONS: kv }
+    const ids = ['alice@example.com', 'Bob Smith 42', 'urn:user:7f3a9c']
+    for (const id of ids) {
+      await login(sessions, env, id)
+      await login(sessions, env, id)
+    }
+    await login(sessions, env, ids[0] as string)
+    const keys = await keysUnder(prefix)
+    // Seven records and their seven index entries; nothing else.
+    expect(keys).toHaveLength(14)
+    const shape = new RegExp(`^(${HASH}|u:${HASH}:${HASH})$`)
+    for (const { name, metadata } of keys) {
+      expect(name.slice(prefix.length)).toMatch(shape)
+      for (const id of ids) {
+        for (const form of [id, encodeURIComponent(id), btoa(id).replace(/=+$/, '')]) {
+          expect(name).not.toContain(form)
+          expect(JSON.stringify(metadata)).not.toContain(form)
+        }
+      }
+    }
+    // Three users, one index each.
+    const users = new Set(
+      keys.filter((k) => k.name.startsWith(`${prefix}u:`)).map((k) => k.name.split(':')[2]),
+    )
+    expect(users.size).toBe(3)
+    expect(await sessions.countUsers(env)).toBe(3)
+    expect(await sessions.count(env)).toBe(7)
+  })
+
+  it('gives each index entry its record’s expiration and deadline, through login, change, touch, regenerate and logout', async () => {
+    const { sessions, clock, prefix } = setup({ absoluteTimeout: 900 })
+    const env: Env = { SESSIONS: kv }
+    /** The record and the entry under `prefix`, which must be exactly one of each. */
+    async function pair() {
+      const keys = await keysUnder(prefix)
+      const entries = keys.filter((k) => k.name.startsWith(`${prefix}u:`))
+      const records = keys.filter((k) => !k.name.startsWith(`${prefix}u:`))
+      expect(entries.map((k) => k.name)).toHaveLength(1)
+      expect(records.map((k) => k.name)).toHaveLength(1)
+      const [entry, record] = [entries[0] as Listed, records[0] as Listed]
+      expect(entry.name.endsWith(`:${record.name.slice(prefix.length)}`)).toBe(true)
+      // KV sets each expiration from its own put: the two puts may fall in different seconds.
+      expect(Math.abs((entry.expiration ?? 0) - (record.expiration ?? Number.NaN))).toBeLessThanOrEqual(1)
+      return { entry, record }
+    }
+    const { jar, session } = await login(sessions, env, 'ada')
+    let { entry, record } = await pair()
+    expect(entry.metadata).toEqual({ handle: session.handle, expiresAt: session.expiresAt })
+    expect(record.metadata).toEqual({ expiresAt: session.expiresAt })
+    expect((entry.expiration ?? 0) - Date.now() / 1000).toBeGreaterThan(595)
+
+    // A touch extends both.
+    clock.advance(61_000)
+    const touched = await sessions.load(jar.request(), env)
+    jar.update(await sessions.commit(touched, new Response()))
+    ;({ entry, record } = await pair())
+    expect(entry.metadata).toEqual({ handle: session.handle, expiresAt: clock.now() + 600_000 })
+    expect((entry.expiration ?? 0) - Date.now() / 1000).toBeGreaterThan(595)
+
+    // Near the absolute deadline the TTL shrinks: the entry's with the record's.
+    clock.advance(500_000)
+    const changed = await sessions.load(jar.request(), env)
+    changed.set('a', 2)
+    jar.update(await sessions.commit(changed, new Response()))
+    ;({ entry, record } = await pair())
+    expect(changed.expiresAt).toBe(session.createdAt + 900_000)
+    expect(entry.metadata).toEqual({ handle: session.handle, expiresAt: changed.expiresAt })
+    expect(record.metadata).toEqual({ expiresAt: changed.expiresAt })
+    expect((entry.expiration ?? 0) - Date.now() / 1000).toBeLessThanOrEqual(340)
+
+    // A regenerate moves the entry to the new record, with the new handle.
+    const regenerated = await sessions.load(jar.request(), env)
+    regenerated.regenerate()
+    jar.update(await sessions.commit(regenerated, new Response()))
+    ;({ entry } = await pair())
+    expect(entry.metadata).toMatchObject({ handle: regenerated.handle })
+    expect(regenerated.handle).not.toBe(session.handle)
+
+    // A logout leaves nothing.
+    const logout = await sessions.load(jar.request(), env)
+    logout.destroy()
+    await sessions.commit(logout, new Response())
+    expect(await keysUnder(prefix)).toEqual([])
+  })
+
+  it('a revoked session’s next request is a fresh session, and neither its record nor its entry is left', async () => {
+    const { sessions, prefix } = setup()
+    const env: Env = { SESSIONS: kv }
+    const phone = await login(sessions, env, 'ada')
+    const laptop = await login(sessions, env, 'ada')
+    expect(await sessions.revokeUserSession('ada', phone.session.handle, env)).toBe(true)
+    const names = (await keysUnder(prefix)).map((k) => k.name)
+    expect(names).toHaveLength(2)
+    for (const name of names) expect(name).not.toContain(await storageKey(phone.session.id))
+    const next = await sessions.load(phone.jar.request(), env)
+    expect([next.isNew, next.userId, next.get('a')]).toEqual([true, null, undefined])
+    expect((await sessions.load(laptop.jar.request(), env)).userId).toBe('ada')
+  })
+
+  it('a revocation that lands while a change is between its read and its write is undone, and the session is listed again (measured)', async () => {
+    const { sessions, clock } = setup()
+    const held = heldWrites()
+    const env: Env = { SESSIONS: kv }
+    const { jar, session } = await login(sessions, env, 'ada')
+    clock.advance(1_000)
+    const other = await sessions.load(jar.request(), { SESSIONS: held.namespace })
+    other.set('a', 2)
+    held.hold()
+    const committing = sessions.commit(other, new Response())
+    await held.reached
+    expect(await sessions.revokeUserSessions('ada', {}, env)).toBe(1)
+    expect(await sessions.listUserSessions('ada', env)).toEqual([])
+    held.release()
+    await committing
+    // KV has no conditional write: the change brings the session back. Its entry is written after the record, so
+    // the session it brought back is listed, and a second revocation ends it.
+    expect((await sessions.load(jar.request(), env)).userId).toBe('ada')
+    expect((await sessions.listUserSessions('ada', env)).map((s) => s.handle)).toEqual([session.handle])
+    expect(await sessions.revokeUserSessions('ada', {}, env)).toBe(1)
+    expect((await sessions.load(jar.request(), env)).isNew).toBe(true)
+  })
+
+  it('keeps records written before handles and users working, and writes no index entry for them', async () => {
+    const { sessions, prefix } = setup()
+    const env: Env = { SESSIONS: kv }
+    const jar = new CookieJar()
+    const created = await sessions.load(jar.request(), env)
+    created.set('a', 1)
+    jar.update(await sessions.commit(created, new Response()))
+    // The record as a version without handles wrote it.
+    const key = await storageKey(created.id)
+    const stored = JSON.parse((await kv.get(prefix + key, { type: 'text' })) ?? 'null')
+    expect(stored.meta.handle).toBe(created.handle)
+    delete stored.meta.handle
+    await kv.put(prefix + key, JSON.stringify(stored), { expirationTtl: 600, metadata: { expiresAt: 0 } })
+    const loaded = await sessions.load(jar.request(), env)
+    expect([loaded.isNew, loaded.get('a'), loaded.userId]).toEqual([false, 1, null])
+    expect(loaded.handle).toMatch(/^[A-Za-z0-9_-]{22}$/)
+    loaded.set('a', 2)
+    jar.update(await sessions.commit(loaded, new Response()))
+    expect((await keysUnder(prefix)).map((k) => k.name)).toEqual([prefix + key])
+    // Signing in from it moves it into the index like any other.
+    const bound = await sessions.load(jar.request(), env)
+    bound.setUser('ada')
+    jar.update(await sessions.commit(bound, new Response()))
+    expect((await sessions.listUserSessions('ada', env)).map((s) => s.handle)).toEqual([bound.handle])
+  })
+
+  it('ignores a damaged index entry: no error, not listed, not counted', async () => {
+    const { sessions, prefix } = setup()
+    const env: Env = { SESSIONS: kv }
+    const { session } = await login(sessions, env, 'ada')
+    const name = (await keysUnder(`${prefix}u:`))[0]?.name ?? ''
+    const userKey = name.split(':')[2] as string
+    const put = (key: string, metadata: unknown) =>
+      kv.put(key, '', { expirationTtl: 600, metadata: metadata as { expiresAt: number } })
+    await put(`${prefix}u:${userKey}:${'B'.repeat(43)}`, null)
+    await put(`${prefix}u:${userKey}:${'C'.repeat(43)}`, { handle: 7 })
+    await put(`${prefix}u:${userKey}:`, { handle: 'h' })
+    await put(`${prefix}u:${userKey}:x:y`, { handle: 'h' })
+    await put(`${prefix}u:${'D'.repeat(43)}:${'E'.repeat(43)}`, { expiresAt: 1 })
+    await put(`${prefix}u:nocolon`, { handle: 'h' })
+    // An entry whose record is missing is listed by the store, and skipped by the sessions layer.
+    await put(`${prefix}u:${userKey}:${'F'.repeat(43)}`, { handle: 'orphan', expiresAt: 1 })
+    const list = await sessions.listUserSessions('ada', env)
+    expect(list.map((s) => s.handle)).toEqual([session.handle])
+    expect(await sessions.countUsers(env)).toBe(1)
+    expect(await sessions.revokeUserSessions('ada', { except: session.handle }, env)).toBe(0)
+    expect(await sessions.revokeUserSessions('ada', {}, env)).toBe(1)
+    expect(await sessions.listUserSessions('ada', env)).toEqual([])
   })
 })

@@ -537,6 +537,153 @@ describe('cloudflareKvStore inside workerd', () => {
     })
   })
 
+  describe('the user index', () => {
+    const bound = (user: string, handle: string, data: Record<string, unknown> = {}): SessionRecord => ({
+      data,
+      meta: { ...record({}).meta, handle, user: { id: `id-${user}`, key: user, agent: null, label: null } },
+    })
+
+    it('reads many records in order, null where missing or damaged', async () => {
+      const prefix = freshPrefix()
+      const store = cloudflareKvStore({ namespace: kv, prefix })
+      await store.set('a', record({ n: 1 }), 60_000, ctx())
+      await store.set('c', record({ n: 3 }), 60_000, ctx())
+      await kv.put(`${prefix}d`, 'not json', { expirationTtl: 60, metadata: { expiresAt: 0 } })
+      await expect(store.getMany?.(['c', 'b', 'a', 'd'], ctx())).resolves.toEqual([
+        record({ n: 3 }),
+        null,
+        record({ n: 1 }),
+        null,
+      ])
+    })
+
+    it('revokes only the sessions of the user it names, and counts each once', async () => {
+      const prefix = freshPrefix()
+      const store = cloudflareKvStore({ namespace: kv, prefix })
+      await store.set('a1', bound('A', 'ha1'), 60_000, ctx())
+      await store.set('a2', bound('A', 'ha2'), 60_000, ctx())
+      await store.set('b1', bound('B', 'hb1'), 60_000, ctx())
+      await store.set('anon', record({}), 60_000, ctx())
+      await expect(store.revokeUser?.('A', ['a1', 'b1', 'anon', 'a1', 'gone'], ctx())).resolves.toBe(1)
+      await expect(store.get('a1', ctx())).resolves.toBeNull()
+      await expect(store.get('b1', ctx())).resolves.toEqual(bound('B', 'hb1'))
+      await expect(store.get('anon', ctx())).resolves.toEqual(record({}))
+      await expect(store.userEntries?.('A', ctx())).resolves.toEqual([{ key: 'a2', handle: 'ha2' }])
+      await expect(store.userEntries?.('B', ctx())).resolves.toEqual([{ key: 'b1', handle: 'hb1' }])
+      await expect(store.countUsers?.(ctx())).resolves.toBe(2)
+      await expect(store.count?.(ctx())).resolves.toBe(3)
+    })
+
+    it('revokes a record this location does not see yet: deleting a missing key is harmless', async () => {
+      const prefix = freshPrefix()
+      await cloudflareKvStore({ namespace: kv, prefix }).set('a1', bound('A', 'ha1'), 60_000, ctx())
+      // A location whose reads still miss the record, written elsewhere a moment ago.
+      const behind: KvNamespace = {
+        get: async (key, options) => (key === `${prefix}a1` ? null : kv.get(key, options)),
+        put: (key, value, options) => kv.put(key, value, options),
+        delete: (key) => kv.delete(key),
+        list: (options) => kv.list(options),
+      }
+      const store = cloudflareKvStore({ namespace: behind, prefix })
+      // Not counted (it could not be told from a missing one), but gone with its entry.
+      await expect(store.revokeUser?.('A', ['a1'], ctx())).resolves.toBe(0)
+      expect(await listed(prefix)).toEqual([])
+    })
+
+    it('moves the entry with a regenerate and removes it with a delete naming it', async () => {
+      const prefix = freshPrefix()
+      const store = cloudflareKvStore({ namespace: kv, prefix })
+      await store.set('old', bound('A', 'h1'), 60_000, ctx())
+      await expect(store.set('new', bound('A', 'h2'), 60_000, ctx(), 'old')).resolves.toBe(true)
+      expect((await listed(prefix)).map((entry) => entry.name).sort()).toEqual([
+        `${prefix}new`,
+        `${prefix}u:A:new`,
+      ])
+      await store.delete('new', { ...ctx(), user: { user: 'A', handle: 'h2' } })
+      expect(await listed(prefix)).toEqual([])
+    })
+
+    it('writes the entry again when a regenerate that landed is retried', async () => {
+      const prefix = freshPrefix()
+      const store = cloudflareKvStore({ namespace: kv, prefix })
+      await store.set('old', bound('A', 'h1'), 60_000, ctx())
+      // The first attempt's record landed and the old one went, but its entry did not.
+      await kv.put(`${prefix}new`, JSON.stringify(bound('A', 'h2')), {
+        expirationTtl: 60,
+        metadata: { expiresAt: 0 },
+      })
+      await kv.delete(`${prefix}old`)
+      await kv.delete(`${prefix}u:A:old`)
+      await expect(store.set('new', bound('A', 'h2'), 60_000, ctx(), 'old')).resolves.toBe(true)
+      await expect(store.userEntries?.('A', ctx())).resolves.toEqual([{ key: 'new', handle: 'h2' }])
+    })
+
+    it('a patch writes the entry after its record, with the record’s TTL, and never for a missing record', async () => {
+      const prefix = freshPrefix()
+      const { namespace, log } = (() => {
+        const log: string[] = []
+        const namespace: KvNamespace = {
+          get: (key, options) => kv.get(key, options),
+          put: async (key, value, options) => {
+            log.push(`put ${key.slice(prefix.length)} ${options.expirationTtl}`)
+            return kv.put(key, value, options)
+          },
+          delete: (key) => kv.delete(key),
+          list: (options) => kv.list(options),
+        }
+        return { namespace, log }
+      })()
+      const store = cloudflareKvStore({ namespace, prefix })
+      await store.set('k', bound('A', 'h'), 60_000, ctx())
+      log.length = 0
+      const meta = { ...record({}).meta, expiresAt: 77 }
+      await expect(
+        store.patch('k', { set: { a: 1 }, delete: [], flash: [], meta }, 90_000, ctx()),
+      ).resolves.toBe(true)
+      expect(log).toEqual(['put k 90', 'put u:A:k 90'])
+      const entry = (await listed(`${prefix}u:`))[0]
+      expect(entry?.metadata).toEqual({ handle: 'h', expiresAt: 77 })
+      log.length = 0
+      await expect(
+        store.patch('missing', { set: { a: 1 }, delete: [], flash: [], meta }, 90_000, ctx()),
+      ).resolves.toBe(false)
+      expect(log).toEqual([])
+    })
+
+    it('pages through the index: a user whose entries span pages is listed whole and counted once', async () => {
+      const prefix = 'p:'
+      // A namespace whose list answers two keys a page, as KV answers 1000.
+      const names = ['p:u:A:1', 'p:u:A:2', 'p:u:A:3', 'p:u:B:1', 'p:u:C:1', 'p:u:C:2']
+      let lists = 0
+      const paged: KvNamespace = {
+        get: async () => null,
+        put: async () => {},
+        delete: async () => {},
+        list: async ({ prefix: wanted, cursor }) => {
+          lists++
+          const matching = names.filter((name) => name.startsWith(wanted))
+          const start = Number(cursor ?? 0)
+          const keys = matching
+            .slice(start, start + 2)
+            .map((name) => ({ name, metadata: { handle: `h${name.slice(-3)}`, expiresAt: 0 } }))
+          const complete = start + 2 >= matching.length
+          return complete
+            ? { keys, list_complete: true }
+            : { keys, list_complete: false, cursor: String(start + 2) }
+        },
+      }
+      const store = cloudflareKvStore({ namespace: paged, prefix })
+      await expect(store.countUsers?.(ctx())).resolves.toBe(3)
+      expect(lists).toBe(3)
+      await expect(store.userEntries?.('A', ctx())).resolves.toEqual([
+        { key: '1', handle: 'hA:1' },
+        { key: '2', handle: 'hA:2' },
+        { key: '3', handle: 'hA:3' },
+      ])
+      await expect(store.count?.(ctx())).resolves.toBe(0)
+    })
+  })
+
   it('states its limits to the sessions layer', () => {
     const store = cloudflareKvStore({ namespace: kv })
     expect(store.name).toBe('cloudflare-kv')
@@ -570,15 +717,25 @@ describe('cloudflareKvStore inside workerd', () => {
       /namespace/,
     )
     expect(configError(() => cloudflareKvStore({ namespace: {} as KvNamespace }))).toMatch(/namespace/)
-    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(470) }))).toMatch(/prefix/)
-    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(469) }))).toBe('no error')
+    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(424) }))).toMatch(
+      /at most 423 bytes/,
+    )
+    expect(configError(() => cloudflareKvStore({ namespace: kv, prefix: 'x'.repeat(423) }))).toBe('no error')
   })
 
-  it('keeps the longest allowed prefix within the 512-byte KV key limit', async () => {
-    const prefix = `${freshPrefix()}`.padEnd(469, 'x')
+  it('keeps the longest allowed prefix within the 512-byte KV key limit, user-index entries included', async () => {
+    const prefix = `${freshPrefix()}`.padEnd(423, 'x')
     const store = cloudflareKvStore({ namespace: kv, prefix })
     const hashedId = 'A'.repeat(43)
-    await expect(store.set(hashedId, record({}), 60_000, ctx())).resolves.toBe(true)
-    await expect(store.get(hashedId, ctx())).resolves.toEqual(record({}))
+    const user = { id: 'ada', key: 'U'.repeat(43), agent: null, label: null }
+    const bound = { data: {}, meta: { ...record({}).meta, handle: 'H'.repeat(22), user } }
+    await expect(store.set(hashedId, bound, 60_000, ctx())).resolves.toBe(true)
+    await expect(store.get(hashedId, ctx())).resolves.toEqual(bound)
+    // The longest key the store writes: `<prefix>u:<user key>:<hashed id>`, exactly KV's 512 bytes.
+    const names = (await listed(prefix)).map((entry) => entry.name)
+    expect(names.map((name) => name.length).sort()).toEqual([423 + 43, 512])
+    await expect(store.userEntries?.(user.key, ctx())).resolves.toEqual([
+      { key: hashedId, handle: 'H'.repeat(22) },
+    ])
   })
 })
