@@ -1,7 +1,7 @@
 /** @module The Session a handler reads and writes: data, change tracking, flash, regenerate, destroy. No I/O. */
 
 import { SessionError } from './errors.ts'
-import type { SessionData, SessionMeta } from './store.ts'
+import { copyData, type SessionData, type SessionMeta } from './store.ts'
 
 /** Deepest nesting accepted in a value, so a hostile structure cannot exhaust the stack. */
 const MAX_DEPTH = 64
@@ -169,7 +169,7 @@ export class Session<Data extends object = SessionData> {
     this.#assertActive('regenerate')
     const state = this[STATE]
     if (options.keep) {
-      const kept: SessionData = Object.create(null)
+      const kept: SessionData = copyData()
       for (const key of options.keep) if (Object.hasOwn(state.data, key)) kept[key] = state.data[key]
       for (const key of state.flash) if (!Object.hasOwn(kept, key)) state.flash.delete(key)
       state.data = kept
@@ -185,7 +185,7 @@ export class Session<Data extends object = SessionData> {
   destroy(): void {
     const state = this[STATE]
     state.phase = 'destroyed'
-    state.data = Object.create(null)
+    state.data = copyData()
     state.changes.clear()
     state.flash.clear()
   }
@@ -228,7 +228,7 @@ export function createState(
     phase: found ? 'stored' : 'unsaved',
     found,
     meta,
-    data: Object.assign(Object.create(null), data),
+    data: copyData(data),
     changes: new Map(),
     flash: new Set(),
     touchRequested: false,

@@ -1,7 +1,14 @@
 /** @module @internal Helpers the stores share: patches, stored-record checks, config errors, sleep, UTF-8 sizes. */
 
 import { SessionError } from '../errors.ts'
-import type { RecordPatch, SessionData, SessionMeta, SessionRecord, SessionTimes } from '../store.ts'
+import {
+  copyData,
+  type RecordPatch,
+  type SessionData,
+  type SessionMeta,
+  type SessionRecord,
+  type SessionTimes,
+} from '../store.ts'
 
 /**
  * `record` with `patch` applied, as a new record (the old one is not changed). Data objects have a null
@@ -9,8 +16,7 @@ import type { RecordPatch, SessionData, SessionMeta, SessionRecord, SessionTimes
  * patch exactly when the patch lists it in `flash`; other keys keep the markers the record had.
  */
 export function applyPatch(record: SessionRecord, patch: RecordPatch): SessionRecord {
-  const data: SessionData = Object.create(null)
-  for (const key of Object.keys(record.data)) data[key] = record.data[key]
+  const data = copyData(record.data)
   for (const key of patch.delete) delete data[key]
   for (const key of Object.keys(patch.set)) data[key] = patch.set[key]
   const meta: SessionMeta = { ...patch.meta }
@@ -21,12 +27,16 @@ export function applyPatch(record: SessionRecord, patch: RecordPatch): SessionRe
 
 /** The flash markers after `patch`: the record's, less every key the patch names, plus the patch's own. */
 export function mergeFlash(current: readonly string[] | undefined, patch: RecordPatch): string[] {
+  // The common case, no flash anywhere, allocates nothing more.
+  if ((current === undefined || current.length === 0) && patch.flash.length === 0) return NO_FLASH
   const named = new Set(patch.delete)
   for (const key of Object.keys(patch.set)) named.add(key)
   const flash = (current ?? []).filter((key) => !named.has(key))
   for (const key of patch.flash) if (!flash.includes(key)) flash.push(key)
   return flash
 }
+
+const NO_FLASH: string[] = []
 
 /** `ERR_CONFIG` with the store's name first, as every store reports a bad option: `memoryStore(): ...`. */
 export function storeConfigError(store: string, message: string): SessionError {
