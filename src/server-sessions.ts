@@ -4,7 +4,7 @@
  */
 
 import { MAX_COOKIE_CANDIDATES, readCookies } from './cookie.ts'
-import { createSessionId, hashKey, IdSigner, isSignedIdShape } from './crypto.ts'
+import { createSessionId, hashKey, IdSigner, isSignedIdShape, type VerifiedId } from './crypto.ts'
 import { SessionError } from './errors.ts'
 import { Lifetimes, timesOf } from './lifetimes.ts'
 import type { ResolvedSessionsOptions } from './options.ts'
@@ -18,7 +18,14 @@ import {
   settle,
 } from './session.ts'
 import { appendSetCookies, SetCookieWriter } from './set-cookie.ts'
-import type { RecordPatch, ServerStore, SessionMeta, SessionUser, StoreContext } from './store.ts'
+import {
+  copyData,
+  type RecordPatch,
+  type ServerStore,
+  type SessionMeta,
+  type SessionUser,
+  type StoreContext,
+} from './store.ts'
 import { type CallEntries, callStore } from './store-call.ts'
 import { hashUserId, legacyHandle, requestInfo, type UserSession, UserSessions } from './user-sessions.ts'
 
@@ -49,10 +56,11 @@ export class ServerSessions<Data extends object> {
       const [cookieName, value] = cookies[i] as [string, string]
       if (cookieName !== name) continue
       binding.cookies = [name]
-      if (!isSignedIdShape(value)) continue
+      // A value verified before needs no check and no await: most requests carry one.
+      let verified: VerifiedId | null | undefined = this.#signer.cached(value)
+      if (!verified && !isSignedIdShape(value)) continue
       if (++tried > MAX_COOKIE_CANDIDATES) break
-      // A value verified before needs no await: most requests carry one.
-      const verified = this.#signer.cached(value) ?? (await this.#signer.verify(value))
+      verified ??= await this.#signer.verify(value)
       if (!verified) continue
       // A signed id: the store decides whether it is still a session. A missing or expired record does not end
       // the search (a stale cookie may precede the live one); a client never chooses its id.
@@ -101,7 +109,7 @@ export class ServerSessions<Data extends object> {
       const [key, value] = await this.#keyAndCookie(state.id, state)
       const meta = this.#lifetimes.written(state, now)
       // A copy: the session may still change after commit, and a store may keep what it was given.
-      const record = { data: Object.assign(Object.create(null), state.data), meta }
+      const record = { data: copyData(state.data), meta }
       const replaces = binding.key ?? undefined
       const entry = meta.user ? { user: meta.user.key, handle: state.handle } : undefined
       const written = await this.#call(
@@ -233,7 +241,7 @@ export class ServerSessions<Data extends object> {
 
 /** The changed keys, and which of the set ones are flash values: a change set, never a whole list. */
 function patchOf(state: SessionState, meta: SessionMeta): RecordPatch {
-  const patch: RecordPatch = { set: Object.create(null), delete: [], flash: [], meta: timesOf(meta) }
+  const patch: RecordPatch = { set: copyData(), delete: [], flash: [], meta: timesOf(meta) }
   for (const [key, isSet] of state.changes) {
     if (isSet) {
       patch.set[key] = state.data[key]

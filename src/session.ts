@@ -2,7 +2,7 @@
 
 import { encodeBase64url } from './crypto.ts'
 import { SessionError } from './errors.ts'
-import type { SessionData, SessionMeta, SessionUser, UserEntry } from './store.ts'
+import { copyData, type SessionData, type SessionMeta, type SessionUser, type UserEntry } from './store.ts'
 
 /** Deepest nesting accepted in a value, so a hostile structure cannot exhaust the stack. */
 const MAX_DEPTH = 64
@@ -207,7 +207,7 @@ export class Session<Data extends object = SessionData> {
     this.#assertActive('regenerate')
     const state = this[STATE]
     if (options.keep) {
-      const kept: SessionData = Object.create(null)
+      const kept: SessionData = copyData()
       for (const key of options.keep) if (Object.hasOwn(state.data, key)) kept[key] = state.data[key]
       for (const key of state.flash) if (!Object.hasOwn(kept, key)) state.flash.delete(key)
       state.data = kept
@@ -256,7 +256,7 @@ export class Session<Data extends object = SessionData> {
   destroy(): void {
     const state = this[STATE]
     state.phase = 'destroyed'
-    state.data = Object.create(null)
+    state.data = copyData()
     state.changes.clear()
     state.flash.clear()
   }
@@ -300,7 +300,7 @@ export function createState(
     phase: found ? 'stored' : 'unsaved',
     found,
     meta,
-    data: Object.assign(Object.create(null), data),
+    data: copyData(data),
     changes: new Map(),
     flash: new Set(),
     touchRequested: false,

@@ -1,14 +1,15 @@
 /** @module @internal Helpers the stores share: patches, stored-record checks, config errors, sleep, UTF-8 sizes. */
 
 import { SessionError } from '../errors.ts'
-import type {
-  RecordPatch,
-  SessionData,
-  SessionMeta,
-  SessionRecord,
-  SessionTimes,
-  SessionUser,
-  UserEntry,
+import {
+  copyData,
+  type RecordPatch,
+  type SessionData,
+  type SessionMeta,
+  type SessionRecord,
+  type SessionTimes,
+  type SessionUser,
+  type UserEntry,
 } from '../store.ts'
 
 /**
@@ -17,8 +18,7 @@ import type {
  * patch exactly when the patch lists it in `flash`; other keys keep the markers the record had.
  */
 export function applyPatch(record: SessionRecord, patch: RecordPatch): SessionRecord {
-  const data: SessionData = Object.create(null)
-  for (const key of Object.keys(record.data)) data[key] = record.data[key]
+  const data = copyData(record.data)
   for (const key of patch.delete) delete data[key]
   for (const key of Object.keys(patch.set)) data[key] = patch.set[key]
   // The record's handle and user stay; its times are the patch's; its flash markers merge.
@@ -31,6 +31,8 @@ export function applyPatch(record: SessionRecord, patch: RecordPatch): SessionRe
 
 /** The flash markers after `patch`: the record's, less every key the patch names, plus the patch's own. */
 export function mergeFlash(current: readonly string[] | undefined, patch: RecordPatch): string[] {
+  // The common case, no flash anywhere, allocates nothing more.
+  if ((current === undefined || current.length === 0) && patch.flash.length === 0) return NO_FLASH
   const named = new Set(patch.delete)
   for (const key of Object.keys(patch.set)) named.add(key)
   const flash = (current ?? []).filter((key) => !named.has(key))
@@ -45,6 +47,8 @@ export function mergeFlash(current: readonly string[] | undefined, patch: Record
 export function userEntryOf(meta: SessionMeta): UserEntry | undefined {
   return meta.user && meta.handle !== undefined ? { user: meta.user.key, handle: meta.handle } : undefined
 }
+
+const NO_FLASH: string[] = []
 
 /** `ERR_CONFIG` with the store's name first, as every store reports a bad option: `memoryStore(): ...`. */
 export function storeConfigError(store: string, message: string): SessionError {
