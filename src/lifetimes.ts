@@ -44,9 +44,13 @@ export class Lifetimes {
    */
   written(state: SessionState, now: number): SessionMeta {
     const createdAt = state.phase === 'unsaved' || state.renew ? now : state.meta.createdAt
-    const meta: SessionMeta = { createdAt, lastSeenAt: now, expiresAt: this.deadline(createdAt, now) }
+    const meta: SessionMeta = {
+      createdAt,
+      lastSeenAt: now,
+      expiresAt: this.deadline(createdAt, now),
+      handle: state.handle,
+    }
     if (state.flash.size > 0) meta.flash = [...state.flash]
-    meta.handle = state.handle
     const user = state.user
     if (user?.key) meta.user = { id: user.id, key: user.key, agent: user.agent, label: user.label }
     return meta

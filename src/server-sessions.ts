@@ -98,7 +98,8 @@ export class ServerSessions<Data extends object> {
     if (state.phase === 'destroyed') {
       if (binding.key !== null) {
         const key = binding.key
-        await this.#call(request.env, 'delete', (ctx) => this.#store.delete(key, ctx), { user: binding.user })
+        const entries = binding.user ? { user: binding.user } : undefined
+        await this.#call(request.env, 'delete', (ctx) => this.#store.delete(key, ctx), entries)
         binding.key = null
         binding.user = undefined
       }
@@ -138,7 +139,7 @@ export class ServerSessions<Data extends object> {
             changed || !store.touch
               ? store.patch(key, patchOf(state, meta), ttl, ctx)
               : store.touch(key, timesOf(meta), ttl, ctx),
-          { user: binding.user },
+          binding.user ? { user: binding.user } : undefined,
         )
         if (!ok) return this.#ended(session, response)
         const value = binding.signed ?? (await this.#signer.sign(state.id, key))

@@ -54,8 +54,8 @@ export interface RequestInfo {
   readonly url: string
   /** The `env` given to `load()`, passed on to the store. */
   readonly env: unknown
-  /** The request's User-Agent, first 256 characters, or null: what `setUser` records. */
-  readonly agent: string | null
+  /** The request's headers: `setUser` records its User-Agent (read then, not on every request). */
+  readonly headers: Headers
 }
 
 /** A user as the session holds it: a stored `SessionUser`, or one `setUser` named whose key is not hashed yet. */
@@ -245,7 +245,7 @@ export class Session<Data extends object = SessionData> {
         : {
             id: userId,
             key: null,
-            agent: state.request.agent,
+            agent: state.request.headers.get('user-agent')?.slice(0, MAX_AGENT) ?? null,
             label: label === undefined ? null : label.slice(0, MAX_LABEL),
           }
     state.userChanged = true

@@ -8,7 +8,7 @@ import { hashKey } from './crypto.ts'
 import { SessionError } from './errors.ts'
 import type { Lifetimes } from './lifetimes.ts'
 import type { ResolvedSessionsOptions } from './options.ts'
-import { MAX_AGENT, type RequestInfo } from './session.ts'
+import type { RequestInfo } from './session.ts'
 import type { ServerStore, SessionRecord, SessionUser, StoreContext } from './store.ts'
 import { callStore } from './store-call.ts'
 
@@ -30,8 +30,7 @@ export interface UserSession {
 
 /** What a sessions instance keeps of a request. */
 export function requestInfo(request: Request, env: unknown): RequestInfo {
-  const agent = request.headers.get('user-agent')
-  return { url: request.url, env, agent: agent === null ? null : agent.slice(0, MAX_AGENT) }
+  return { url: request.url, env, headers: request.headers }
 }
 
 /** The key a user's index is named by: a hash, so user ids never appear in key names (pseudonymous only). */

@@ -21,10 +21,18 @@ export function applyPatch(record: SessionRecord, patch: RecordPatch): SessionRe
   const data = copyData(record.data)
   for (const key of patch.delete) delete data[key]
   for (const key of Object.keys(patch.set)) data[key] = patch.set[key]
-  // The record's handle and user stay; its times are the patch's; its flash markers merge.
-  const { flash: _, ...kept } = record.meta
-  const meta: SessionMeta = { ...kept, ...patch.meta }
-  const flash = mergeFlash(record.meta.flash, patch)
+  // Its times are the patch's; its handle and user stay; its flash markers merge. One literal shape: spreads
+  // and rests cost a tenth of a memory-store write.
+  const old = record.meta
+  const times = patch.meta
+  const meta: SessionMeta = {
+    createdAt: times.createdAt,
+    lastSeenAt: times.lastSeenAt,
+    expiresAt: times.expiresAt,
+  }
+  if (old.handle !== undefined) meta.handle = old.handle
+  if (old.user !== undefined) meta.user = old.user
+  const flash = mergeFlash(old.flash, patch)
   if (flash.length > 0) meta.flash = flash
   return { data, meta }
 }
