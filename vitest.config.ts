@@ -4,8 +4,8 @@ import { configDefaults, defineConfig } from 'vitest/config'
 
 const src = (path: string) => fileURLToPath(new URL(`./src/${path}`, import.meta.url))
 
-// Tests under test/workerd/ run inside workerd (the Workers runtime), everything else in Node.
-const workerdTests = 'test/workerd/**/*.test.ts'
+// Tests named *.workerd.test.ts run inside workerd (the Workers runtime), everything else in Node.
+const workerdTests = 'test/**/*.workerd.test.ts'
 
 export default defineConfig({
   resolve: {

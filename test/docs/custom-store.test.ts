@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { expect, it } from 'vitest'
 import { mapStore } from '../../examples/custom-store/map-store.ts'
-import { describeStoreConformance } from '../conformance.ts'
+import { describeStoreConformance } from '../shared/conformance.ts'
 
 it('is printed in the README exactly as the file the suite runs', () => {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')

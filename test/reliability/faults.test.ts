@@ -9,11 +9,11 @@ import { upstashStore } from 'edge-session/stores/upstash'
 import type { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { createDemoApp, type DemoData } from '../../examples/shared/app.ts'
-import { storageKey } from '../conformance.ts'
+import { storageKey } from '../shared/conformance.ts'
+import { useFaultProxy } from '../support/fault-proxy.ts'
 import { CookieJar } from '../support/jar.ts'
 import { RespConnection } from '../support/resp.ts'
 import { useLocalUpstash } from '../support/use-local-upstash.ts'
-import { useFaultProxy } from './support/fault-proxy.ts'
 
 const SECRET = 'faults-test-secret-0123456789abcdefghijklmno'
 const STORE_TIMEOUT = 400
