@@ -136,9 +136,17 @@ class Browser {
 /** The KV key a session id is stored under: the prefix and base64url(SHA-256(id)), never the id itself. */
 const kvKey = (id: string) => `sess:${createHash('sha256').update(id).digest('base64url')}`
 
+/** The session records in KV (not the per-user index entries, `sess:u:...`). */
 async function kvKeys(mf: Miniflare) {
   const kv = await mf.getKVNamespace('SESSIONS')
   const { keys } = await kv.list({ prefix: 'sess:' })
+  return keys.filter((key) => !key.name.startsWith('sess:u:'))
+}
+
+/** The per-user index entries in KV: one per session bound to a user. */
+async function indexKeys(mf: Miniflare) {
+  const kv = await mf.getKVNamespace('SESSIONS')
+  const { keys } = await kv.list({ prefix: 'sess:u:' })
   return keys
 }
 
@@ -190,6 +198,12 @@ describe('the Cloudflare example Worker in Miniflare', () => {
     expect(browser.cookie?.name).toBe('sid')
     expect(browser.id).not.toBe(oldId)
     expect((await kvKeys(mf)).map((key) => key.name)).toEqual([kvKey(browser.id)])
+    // The login is in its user's index, named by hashes only: neither the user nor the id appears.
+    const [entry, ...more] = await indexKeys(mf)
+    expect(more).toEqual([])
+    expect(entry?.name.endsWith(`:${kvKey(browser.id).slice('sess:'.length)}`)).toBe(true)
+    expect(entry?.name).not.toContain('ada')
+    expect(entry?.name).not.toContain(browser.id)
     // The data came along (regenerate keeps it by default); the flash is read once, on the page.
     await expect(browser.session(mf)).resolves.toEqual({ visits: 2, user: 'ada' })
     const page = await (await browser.fetch(mf, '/')).text()
@@ -216,6 +230,7 @@ describe('the Cloudflare example Worker in Miniflare', () => {
     expect(browser.setCookies[0]).toMatch(/^sid=;.*Max-Age=0/i)
     expect(browser.cookie).toBeUndefined()
     expect(await kvKeys(mf)).toEqual([])
+    expect(await indexKeys(mf)).toEqual([])
 
     // A copy of the logged-in cookie is worthless now.
     const copy = new Browser()
