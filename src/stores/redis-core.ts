@@ -514,11 +514,11 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
       }
       // Cluster without hash tag: the record alone, its entry beside it (a new id is in no browser until this
       // resolves, so an entry without its record, or the reverse, is never a session someone holds).
-      const record1 = [prefix + key]
+      const recordKeys = [prefix + key]
       const args = ['r', ttlText, key, '', '', '', '', '', ...fields]
       const indexed = user ? addEntry(user, key, ttlText, signal) : undefined
       if (replaces === undefined) {
-        const [reply] = await Promise.all([run(SCRIPTS.set, record1, args, signal), indexed])
+        const [reply] = await Promise.all([run(SCRIPTS.set, recordKeys, args, signal), indexed])
         return written(reply)
       }
       // Two slots, two steps: the new record first, so a failure leaves the old one as it was (the new one,
@@ -526,11 +526,11 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
       // and this is no retry of a write that landed, a concurrent destroy (or expiry) got there first: the new
       // record is deleted again, as the one-slot script would not have written it. The replaced record's entry
       // stays until its deadline (docs/redis.md): removing it first could hide a session that is still live.
-      const [created] = await Promise.all([run(SCRIPTS.setNew, record1, args, signal), indexed])
+      const [created] = await Promise.all([run(SCRIPTS.setNew, recordKeys, args, signal), indexed])
       if (created !== 1 && created !== 2) throw unexpected('write', created)
       const took = written(await run(SCRIPTS.take, [prefix + replaces], [], signal))
       if (took || created === 2) return true
-      await run(SCRIPTS.delete, record1, ['r', '', key, '', ''], signal)
+      await run(SCRIPTS.delete, recordKeys, ['r', '', key, '', ''], signal)
       return false
     },
 
@@ -604,8 +604,9 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
     async revokeUser(user, keys, { signal }) {
       if (keys.length === 0) return 0
       if (spread) {
+        const owner = checkName(user, 'user key')
         const replies = await Promise.all(
-          keys.map((key) => run(SCRIPTS.revokeRecord, [prefix + key], [user], signal)),
+          keys.map((key) => run(SCRIPTS.revokeRecord, [prefix + key], [owner], signal)),
         )
         return replies.reduce<number>((sum, reply) => sum + countOf('revoke', reply), 0)
       }

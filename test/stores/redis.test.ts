@@ -416,6 +416,57 @@ describe('redisStore: errors carry no session data', () => {
   })
 })
 
+describe('redisStore: errors of the per-user calls carry no session data', () => {
+  it('when Redis refuses a login or a revocation (NOREPLICAS), or the index is not a sorted set', async () => {
+    const VALUE = 'value-only-the-session-holds-2d7e'
+    const USER = 'user-id-only-the-record-holds-61f0'
+    const own = await nodes.start('refusing-users')
+    const client = await connect(own)
+    const prefix = nextPrefix()
+    const sessions = sessionsOver(redisStore({ client, prefix }))
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('card', VALUE).setUser(USER, { label: `${VALUE}-label` })
+    jar.update(await sessions.commit(first, new Response()))
+    const key = await storageKey(first.id)
+    const userKey = await indexKeyOf(client, prefix)
+    expect(userKey).toMatch(/^[\w-]{43}$/)
+    const secrets = [VALUE, `${VALUE}-label`, USER, userKey, key, first.id, first.handle, SCRIPT_TEXT]
+
+    const switching = await sessions.load(jar.request())
+    switching.setUser(`${USER}-next`)
+    await own.text('CONFIG', 'SET', 'min-replicas-to-write', '1')
+    const refused = [
+      await rejection(sessions.commit(switching, new Response())),
+      await rejection(sessions.revokeUserSessions(USER)),
+    ]
+    await own.text('CONFIG', 'SET', 'min-replicas-to-write', '0')
+    for (const failure of refused) {
+      expect(failure).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/NOREPLICAS/) })
+      expectNoneOf(failure, [...secrets, `${USER}-next`])
+    }
+
+    await client.del(`${prefix}u:${userKey}`)
+    await client.set(`${prefix}u:${userKey}`, `not a sorted set: ${VALUE}`)
+    for (const failure of [
+      await rejection(sessions.listUserSessions(USER)),
+      await rejection(sessions.revokeUserSession(USER, first.handle)),
+    ]) {
+      expect(failure).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/WRONGTYPE/) })
+      expectNoneOf(failure, secrets)
+    }
+    // Nothing was written by the refused calls: the session is as it was.
+    expect((await sessions.load(jar.request())).all()).toEqual({ card: VALUE })
+    await own.kill()
+  })
+})
+
+/** The user key of the one user index under `prefix`. */
+async function indexKeyOf(client: Redis, prefix: string): Promise<string> {
+  const [name] = await client.keys(`${prefix}u:*`)
+  return name?.slice(`${prefix}u:`.length) ?? ''
+}
+
 describe('redisStore with waitForReplicas', () => {
   it('sends WAIT behind each write in the same round trip, and none behind reads and counts', async () => {
     const client = countingClient(await connect(master))
