@@ -325,16 +325,20 @@ return 1 + existed
 `
 const TAKE_SCRIPT = `return redis.call('DEL', KEYS[1])`
 
-/** count: KEYS live set. Prunes the members past their deadline (Redis's clock, as above), then counts. */
+/*
+ * count: KEYS live set. Prunes the members past their deadline (Redis's clock, as above), then counts those
+ * ahead. The pruning is housekeeping, by `pcall`: a Redis that refuses writes (NOREPLICAS) still answers.
+ */
 const COUNT_SCRIPT = `${LUA_CLOCK}
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ms(clock()))
-return redis.call('ZCARD', KEYS[1])
+local now = ms(clock())
+redis.pcall('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+return redis.call('ZCOUNT', KEYS[1], now, '+inf')
 `
 
-/** userEntries: KEYS a user index. Prunes the lapsed entries, then lists the others. */
+/** userEntries: KEYS a user index. Prunes the lapsed entries (by `pcall`, as count), then lists the others. */
 const ENTRIES_SCRIPT = `${LUA_CLOCK}
 local now = ms(clock())
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+redis.pcall('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
 return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 `
 

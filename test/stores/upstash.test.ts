@@ -688,6 +688,32 @@ describe('upstashStore: sessions per user', () => {
     expect(measured).toEqual(USER_ROUND_TRIP_BUDGET)
   })
 
+  it('lists, counts and counts users while Redis refuses writes (the pruning is housekeeping)', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const ada = bound()
+    const [entry, lapsing] = [ada.entry(), ada.entry()]
+    const [key, short] = [newKey(), newKey()]
+    await store.set(key, boundRecord({ a: 1 }, ada.user, entry), HOUR, userCtx(entry))
+    await store.set(short, boundRecord({}, ada.user, lapsing), 30, userCtx(lapsing))
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '1')
+    try {
+      await expect(store.patch(key, patch({ b: 2 }), HOUR, userCtx(entry))).rejects.toThrow(/NOREPLICAS/)
+      expect(await store.userEntries?.(ada.user.key, ctx())).toEqual([{ key, handle: entry.handle }])
+      expect(await store.getMany?.([key, short], ctx())).toEqual([
+        boundRecord({ a: 1 }, ada.user, entry),
+        null,
+      ])
+      expect(await store.count?.(ctx())).toBe(1)
+      expect(await store.countUsers?.(ctx())).toBe(1)
+    } finally {
+      await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '0')
+    }
+    // Writable again: the next listing prunes the lapsed entry.
+    expect(await store.userEntries?.(ada.user.key, ctx())).toHaveLength(1)
+    expect(await local.direct('ZCARD', `sess:u:${ada.user.key}`)).toBe(1)
+  })
+
   it('writes nothing when a user index or the users set holds something else (no half-applied script)', async () => {
     const store = upstashStore({ redis: local.client() })
     const ada = bound()
