@@ -3,10 +3,11 @@
  * counting wrapper), and HTTP requests the Upstash store sends to the local endpoint (its own counter).
  */
 
+import { createSessions, type ServerStore, type Sessions } from 'edge-session'
 import { memoryStore } from 'edge-session/stores/memory'
 import { upstashStore } from 'edge-session/stores/upstash'
 import { countingStore } from '../test/support/counting-store.ts'
-import { manualClock } from '../test/support/jar.ts'
+import { CookieJar, manualClock } from '../test/support/jar.ts'
 import type { LocalUpstash } from '../test/support/local-upstash.ts'
 import { Client } from './requests.ts'
 import { edgeSessionApp, type Subject } from './subjects.ts'
@@ -82,6 +83,84 @@ const STEPS: readonly Step[] = [
   },
 ]
 
+type UserSessions = Sessions<Record<string, unknown>>
+
+/** A user's devices, logged in before a per-user step (not counted). */
+interface Devices {
+  user: string
+  /** A browser whose session is anonymous, ready to log in. */
+  anonymous: CookieJar
+  handles: string[]
+}
+
+/** Sessions per user: steps through the sessions API, since the counter app has no login of a user. */
+interface UserStep {
+  kind: string
+  request: string
+  /** How many devices of the user are logged in before the step. */
+  devices: number
+  run(sessions: UserSessions, devices: Devices): Promise<unknown>
+}
+
+const USER_STEPS: readonly UserStep[] = [
+  {
+    kind: 'login (setUser)',
+    request:
+      'setUser(userId) on a session with a cookie: new id, the old record and the index entry in one write',
+    devices: 0,
+    run: async (sessions, { user, anonymous }) => {
+      const session = await sessions.load(anonymous.request())
+      session.setUser(user)
+      anonymous.update(await sessions.commit(session, new Response()))
+    },
+  },
+  {
+    kind: 'list user sessions',
+    request: 'listUserSessions(userId), 3 sessions: the user index, then the records',
+    devices: 3,
+    run: (sessions, { user }) => sessions.listUserSessions(user),
+  },
+  {
+    kind: 'revoke one session',
+    request: 'revokeUserSession(userId, handle), 3 sessions',
+    devices: 3,
+    run: (sessions, { user, handles }) => sessions.revokeUserSession(user, handles[0] as string),
+  },
+  {
+    kind: 'revoke all sessions',
+    request: 'revokeUserSessions(userId, { except }), 3 sessions',
+    devices: 3,
+    run: (sessions, { user, handles }) => sessions.revokeUserSessions(user, { except: handles[0] as string }),
+  },
+  {
+    kind: 'count users',
+    request: 'countUsers(): users with a live session',
+    devices: 1,
+    run: (sessions) => sessions.countUsers(),
+  },
+]
+
+/** Logs `count` devices of `user` in, and opens one more anonymous session (not counted). */
+async function devicesOf(sessions: UserSessions, user: string, count: number): Promise<Devices> {
+  const open = async (login: boolean) => {
+    const jar = new CookieJar()
+    const session = await sessions.load(jar.request())
+    session.set('count', 1)
+    if (login) session.setUser(user)
+    jar.update(await sessions.commit(session, new Response()))
+    return { jar, handle: session.handle }
+  }
+  const handles: string[] = []
+  for (let i = 0; i < count; i++) handles.push((await open(true)).handle)
+  return { user, anonymous: (await open(false)).jar, handles }
+}
+
+function sessionsOver(store: ServerStore, now: () => number): UserSessions {
+  return createSessions<Record<string, unknown>>({ store, secrets: [USER_SECRET], now })
+}
+
+const USER_SECRET = 'round-trips-users-secret-0123456789abcdefgh'
+
 /** A subject for a client, over an app built here (its own store and clock). */
 function subjectOf(id: string, fetch: (request: Request) => Response | Promise<Response>): Subject {
   return { id, library: 'edge-session', store: 'memory', label: id, fetch }
@@ -123,6 +202,38 @@ export async function countRoundTrips(upstash: LocalUpstash, repeat = 3): Promis
         request: step.request,
         memory: { calls: methods.length, methods: methods.join(', ') },
         upstash: { requests, commands },
+      }
+      counts.add(JSON.stringify([row.memory, row.upstash]))
+    }
+    if (counts.size !== 1 || !row) {
+      throw new Error(`round trips of "${step.kind}" differ between repetitions: ${[...counts].join(' / ')}`)
+    }
+    rows.push(row)
+  }
+  const memorySessions = sessionsOver(memory, memoryClock.now)
+  const upstashSessions = sessionsOver(
+    upstashStore({ redis: upstash.client(), prefix: 'bench-round-trips-users:' }),
+    upstashClock.now,
+  )
+  for (const step of USER_STEPS) {
+    const counts = new Set<string>()
+    let row: RoundTripRow | undefined
+    for (let i = 0; i < repeat; i++) {
+      // A user of its own per step and repetition: each starts from the same state.
+      const user = `${step.kind}, ${i}`
+      const memoryDevices = await devicesOf(memorySessions, user, step.devices)
+      memory.calls.length = 0
+      await step.run(memorySessions, memoryDevices)
+      const methods = memory.calls.map((call) => call.method)
+
+      const upstashDevices = await devicesOf(upstashSessions, user, step.devices)
+      upstash.endpoint.resetCounts()
+      await step.run(upstashSessions, upstashDevices)
+      row = {
+        kind: step.kind,
+        request: step.request,
+        memory: { calls: methods.length, methods: methods.join(', ') },
+        upstash: { requests: upstash.endpoint.requestCount, commands: upstash.endpoint.commandCount },
       }
       counts.add(JSON.stringify([row.memory, row.upstash]))
     }

@@ -50,12 +50,12 @@ export interface RedisStoreOptions {
 /**
  * Keeps each session as a Redis hash in a Redis you run, over TCP with ioredis (standalone, Sentinel or Cluster):
  * the layout, Lua scripts and behaviour of `upstashStore`. A read is one `HGETALL`, every write one script (by
- * `EVALSHA`), atomic; concurrent changes to different keys all persist; live sessions are counted. Node and Bun
- * only (raw TCP): on Workers and Deno Deploy use `upstashStore`.
+ * `EVALSHA`), atomic; concurrent changes to different keys all persist; live sessions and each user's sessions
+ * are indexed. Node and Bun only (raw TCP): on Workers and Deno Deploy use `upstashStore`.
  *
  * `waitForReplicas` pipelines `WAIT` behind each write, so a write the app was told succeeded survives the
- * master's loss. On a Cluster, unless the prefix holds a hash tag (`'{sess}:'`), there is no `count()` and a
- * regenerate is two steps, new record first. Errors never carry the command, keys or values. Requires Redis 5.0
+ * master's loss. On a Cluster, unless the prefix holds a hash tag (`'{sess}:'`), there is no `count()` nor
+ * `countUsers()`, a regenerate is two steps, new record first, and user entries are written beside records. Errors never carry the command, keys or values. Requires Redis 5.0
  * or later. Client options, Sentinel, Cluster and failover: docs/redis.md.
  *
  * @param options `client`, an ioredis client; `prefix` for the keys, default `'sess:'`; `waitForReplicas`, to

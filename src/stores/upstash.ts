@@ -22,7 +22,7 @@ export interface UpstashStoreOptions {
  * Keeps each session as a Redis hash in Upstash, reached over HTTP from any runtime. A read is one `HGETALL`,
  * every write one Lua script (by `EVALSHA`, the whole script only the first time): one HTTP round trip each,
  * atomic, never recreating a destroyed or expired session, merging concurrent changes to different keys.
- * Live sessions are counted in a sorted set kept by the same scripts.
+ * Live sessions, and each user's sessions (`setUser`), are indexed in sorted sets kept by the same scripts.
  *
  * The client takes no abort signal: a call that outlives `storeTimeout` fails at the sessions layer while the
  * client finishes (or retries) in the background, always a whole write. A Global database reads from replicas,

@@ -35,7 +35,8 @@ async function sessionKeys(): Promise<string[]> {
   const connection = await RespConnection.open(redis.port)
   try {
     const reply = await connection.send(['KEYS', 'sess:*'])
-    return Array.isArray(reply) ? reply.map(String).filter((key) => key !== 'sess:#live') : []
+    // Session hashes only: not the live set, the users set nor the user indexes.
+    return Array.isArray(reply) ? reply.map(String).filter((key) => /^sess:[\w-]{43}$/.test(key)) : []
   } finally {
     connection.close()
   }

@@ -64,7 +64,7 @@ export function describeUserSessions(options: UserSuiteOptions): void {
       )
       return { jar, session }
     }
-    return { sessions, clock, calls, visit, login }
+    return { sessions, clock, calls, visit, login, inner }
   }
 
   if (options.kind === 'server' && !options.supported) {
@@ -219,7 +219,13 @@ export function describeUserSessions(options: UserSuiteOptions): void {
     })
 
     it('counts distinct users with a live session; count() still counts every session', async () => {
-      const { sessions, visit, login } = await setup()
+      const { sessions, visit, login, inner } = await setup()
+      // A store that keeps an index per user but cannot count users (a Redis Cluster without hash tag) says so.
+      if (inner.kind !== 'cookie' && !inner.countUsers) {
+        await login('u')
+        await expect(sessions.countUsers(env())).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' })
+        return
+      }
       expect(await sessions.countUsers(env())).toBe(0)
       const first = await login('u')
       await login('u')
@@ -296,7 +302,7 @@ export function describeUserSessions(options: UserSuiteOptions): void {
     })
 
     it('revoking all ends every session that existed, even with touches held open across it', async () => {
-      const { sessions, clock, visit, login } = await setup()
+      const { sessions, clock, visit, login, inner } = await setup()
       const devices = await Promise.all(Array.from({ length: 5 }, (_, i) => login('u', `D${i}`)))
       clock.advance((TOUCH + 1) * 1000)
       // Each device's request has loaded its session and is about to commit a due touch and a change.
@@ -308,7 +314,7 @@ export function describeUserSessions(options: UserSuiteOptions): void {
       await Promise.all(held.map((s) => sessions.commit(s, new Response())))
       expect(await sessions.listUserSessions('u', env())).toEqual([])
       for (const d of devices) expect((await visit(d.jar, (s) => s.isNew)).result).toBe(true)
-      expect(await sessions.countUsers(env())).toBe(0)
+      if (inner.kind === 'cookie' || inner.countUsers) expect(await sessions.countUsers(env())).toBe(0)
     })
   })
 }

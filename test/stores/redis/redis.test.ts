@@ -6,14 +6,21 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
 import { describeStoreConformance, storageKey } from '../../shared/conformance.ts'
 import {
+  bound,
+  boundRecord,
   ctx,
   expectAbortedCallsRefused,
   expectEveryKeyKept,
   expectFlashKeptFromRacingRequests,
   expectLegacyFlashList,
   expectNoneOf,
+  expectNoUserIdInKeyNames,
   expectOneRoundTripAndCommandEach,
+  expectRecordWithoutHandleWorks,
+  expectRevokeOnlyTheUsers,
   expectSessionHash,
+  expectUserLayout,
+  expectUserSetsExpireWithSessions,
   HOUR,
   measureEach,
   meta,
@@ -21,10 +28,14 @@ import {
   oneCallOfEach,
   oneRequestOfEach,
   patch,
+  perUserSteps,
   ROUND_TRIP_BUDGET,
   record,
+  redisNow,
   rejection,
   SCRIPT_TEXT,
+  USER_ROUND_TRIP_BUDGET,
+  userCtx,
 } from '../../shared/redis-checks.ts'
 import { CookieJar } from '../../support/jar.ts'
 import {
@@ -198,12 +209,12 @@ describe('redisStore', () => {
     expectTypeOf<{ hgetall: () => void }>().not.toExtend<IoRedisClient>()
   })
 
-  it('is a server store named redis that can touch and count', async () => {
+  it('is a server store named redis that can touch, count, and keep sessions per user', async () => {
     const store = redisStore({ client: await connect(standalone) })
     expect(store.kind).toBe('server')
     expect(store.name).toBe('redis')
-    expect(typeof store.touch).toBe('function')
-    expect(typeof store.count).toBe('function')
+    for (const method of ['touch', 'count', 'userEntries', 'getMany', 'revokeUser', 'countUsers'] as const)
+      expect(typeof store[method], method).toBe('function')
   })
 
   it('rejects a missing client and bad waitForReplicas at creation with ERR_CONFIG', async () => {
@@ -270,7 +281,7 @@ describe('redisStore', () => {
   it('costs one round trip and one command per call', async () => {
     const client = countingClient(await connect(standalone))
     const store = redisStore({ client, prefix: nextPrefix() })
-    await expectOneRoundTripAndCommandEach(store, tripsAndCommands(standalone, client))
+    await expectOneRoundTripAndCommandEach(store, tripsAndCommands(standalone, client), 2)
   })
 
   it('sends nothing when the signal is already aborted', async () => {
@@ -411,6 +422,57 @@ describe('redisStore: errors carry no session data', () => {
   })
 })
 
+describe('redisStore: errors of the per-user calls carry no session data', () => {
+  it('when Redis refuses a login or a revocation (NOREPLICAS), or the index is not a sorted set', async () => {
+    const VALUE = 'value-only-the-session-holds-2d7e'
+    const USER = 'user-id-only-the-record-holds-61f0'
+    const own = await nodes.start('refusing-users')
+    const client = await connect(own)
+    const prefix = nextPrefix()
+    const sessions = sessionsOver(redisStore({ client, prefix }))
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('card', VALUE).setUser(USER, { label: `${VALUE}-label` })
+    jar.update(await sessions.commit(first, new Response()))
+    const key = await storageKey(first.id)
+    const userKey = await indexKeyOf(client, prefix)
+    expect(userKey).toMatch(/^[\w-]{43}$/)
+    const secrets = [VALUE, `${VALUE}-label`, USER, userKey, key, first.id, first.handle, SCRIPT_TEXT]
+
+    const switching = await sessions.load(jar.request())
+    switching.setUser(`${USER}-next`)
+    await own.text('CONFIG', 'SET', 'min-replicas-to-write', '1')
+    const refused = [
+      await rejection(sessions.commit(switching, new Response())),
+      await rejection(sessions.revokeUserSessions(USER)),
+    ]
+    await own.text('CONFIG', 'SET', 'min-replicas-to-write', '0')
+    for (const failure of refused) {
+      expect(failure).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/NOREPLICAS/) })
+      expectNoneOf(failure, [...secrets, `${USER}-next`])
+    }
+
+    await client.del(`${prefix}u:${userKey}`)
+    await client.set(`${prefix}u:${userKey}`, `not a sorted set: ${VALUE}`)
+    for (const failure of [
+      await rejection(sessions.listUserSessions(USER)),
+      await rejection(sessions.revokeUserSession(USER, first.handle)),
+    ]) {
+      expect(failure).toMatchObject({ code: 'ERR_STORE', message: expect.stringMatching(/WRONGTYPE/) })
+      expectNoneOf(failure, secrets)
+    }
+    // Nothing was written by the refused calls: the session is as it was.
+    expect((await sessions.load(jar.request())).all()).toEqual({ card: VALUE })
+    await own.kill()
+  })
+})
+
+/** The user key of the one user index under `prefix`. */
+async function indexKeyOf(client: Redis, prefix: string): Promise<string> {
+  const [name] = await client.keys(`${prefix}u:*`)
+  return name?.slice(`${prefix}u:`.length) ?? ''
+}
+
 describe('redisStore with waitForReplicas', () => {
   it('sends WAIT behind each write in the same round trip, and none behind reads and counts', async () => {
     const client = countingClient(await connect(master))
@@ -420,7 +482,8 @@ describe('redisStore with waitForReplicas', () => {
       waitForReplicas: { replicas: 1, timeout: 1_000 },
     })
     const measured = await measureEach(oneCallOfEach(store), tripsAndCommands(master, client))
-    // [round trips, commands]: a write is EVAL + WAIT, sent together.
+    // [round trips, commands]: a write is EVAL + WAIT, sent together. The getMany script runs an HGETALL per
+    // record, which the server's tally counts too.
     expect(measured).toEqual({
       set: [1, 2],
       get: [1, 1],
@@ -429,6 +492,15 @@ describe('redisStore with waitForReplicas', () => {
       'set replaces': [1, 2],
       count: [1, 1],
       delete: [1, 2],
+      'set, bound': [1, 2],
+      'patch, bound': [1, 2],
+      'touch, bound': [1, 2],
+      'set replaces, bound': [1, 2],
+      userEntries: [1, 1],
+      getMany: [1, 3],
+      countUsers: [1, 1],
+      revokeUser: [1, 2],
+      'delete, bound': [1, 2],
     })
   })
 
@@ -509,6 +581,103 @@ describe('createSessions over redisStore: round trips per request', () => {
       destroy: 2 + w,
     })
     expect(jar.cookies.size).toBe(0)
+  })
+
+  it.each([
+    ['without waitForReplicas', false],
+    ['with waitForReplicas', true],
+  ])('match the Upstash store budget for each per-user request %s', async (_, wait) => {
+    const node = wait ? master : standalone
+    const client = countingClient(await connect(node))
+    let now = Date.UTC(2030, 0, 1)
+    const sessions = createSessions<Record<string, unknown>>({
+      store: redisStore({
+        client,
+        prefix: nextPrefix(),
+        ...(wait ? { waitForReplicas: { replicas: 1, timeout: 1_000 } } : {}),
+      }),
+      secrets: [SECRET],
+      touchInterval: 60,
+      now: () => now,
+    })
+    const steps = await perUserSteps(sessions, new CookieJar(), () => {
+      now += 61_000
+    })
+    const measured = await measureEach(steps, tripsAndCommands(node, client))
+    const trips = Object.fromEntries(Object.entries(measured).map(([name, [n]]) => [name, n]))
+    expect(trips).toEqual(USER_ROUND_TRIP_BUDGET)
+    // Commands: one per round trip, and a WAIT behind each write (listing and counting users do not wait); the
+    // server's tally also counts the HGETALL the listing's read script runs for each of the 3 sessions.
+    const w = wait ? 1 : 0
+    const commands = Object.fromEntries(Object.entries(measured).map(([name, [, n]]) => [name, n]))
+    expect(commands).toEqual({
+      new: 1 + w,
+      login: 2 + w,
+      readOnly: 1,
+      changing: 2 + w,
+      touch: 2 + w,
+      regenerate: 2 + w,
+      list: 2 + 3,
+      revokeOne: 2 + w,
+      revokeOthers: 2 + w,
+      countUsers: 1,
+      logout: 2 + w,
+    })
+  })
+})
+
+describe('redisStore: sessions per user', () => {
+  const sessionsOn = (client: Redis, prefix: string) => sessionsOver(redisStore({ client, prefix }))
+
+  it("keeps the handle and the user in the record, and an entry in the user's index on Redis's clock", async () => {
+    const client = await connect(standalone)
+    const prefix = nextPrefix()
+    await expectUserLayout(redisStore({ client, prefix }), prefix, viewOf(client))
+  })
+
+  it('puts no user id in any key name (SCAN after logins)', async () => {
+    const client = await connect(standalone)
+    const prefix = nextPrefix()
+    await expectNoUserIdInKeyNames(sessionsOn(client, prefix), prefix, viewOf(client))
+  })
+
+  it('lets the user index and the users set expire with their sessions', async () => {
+    const client = await connect(standalone)
+    const prefix = nextPrefix()
+    await expectUserSetsExpireWithSessions(redisStore({ client, prefix }), prefix, viewOf(client))
+  })
+
+  it("revokes only that user's records among the keys it is given", async () => {
+    await expectRevokeOnlyTheUsers(redisStore({ client: await connect(standalone), prefix: nextPrefix() }))
+  })
+
+  it('opens a record written before handles, and logs it in', async () => {
+    const client = await connect(standalone)
+    const prefix = nextPrefix()
+    await expectRecordWithoutHandleWorks(sessionsOn(client, prefix), prefix, viewOf(client), storageKey)
+  })
+
+  it('revokes on the master with waitForReplicas: the replica has the revocation when it resolves', async () => {
+    const client = await connect(master)
+    const replica = nodes.nodes.find((node) => node.name === 'replica')
+    if (!replica) throw new Error('no replica')
+    const prefix = nextPrefix()
+    const sessions = sessionsOver(
+      redisStore({ client, prefix, waitForReplicas: { replicas: 1, timeout: 1_000 } }),
+    )
+    const jars = await Promise.all(
+      ['A', 'B', 'C'].map(async (agent) => {
+        const jar = new CookieJar()
+        const s = await sessions.load(jar.request())
+        s.set('device', agent).setUser('ada', { label: agent })
+        jar.update(await sessions.commit(s, new Response()))
+        return { jar, key: await storageKey(s.id) }
+      }),
+    )
+    expect(await sessions.revokeUserSessions('ada')).toBe(3)
+    // Read straight from the replica, with no wait in between: every record is gone there too.
+    for (const { key } of jars) expect(await replica.text('EXISTS', prefix + key)).toBe('0')
+    for (const { jar } of jars) expect((await sessions.load(jar.request())).isNew).toBe(true)
   })
 })
 
@@ -631,15 +800,149 @@ describe('redisStore on a Redis Cluster (3 masters)', () => {
     }
   })
 
-  it('has no count without a hash tag in the prefix: sessions.count() is ERR_UNSUPPORTED', async () => {
+  it('has no count nor countUsers without a hash tag in the prefix: both are ERR_UNSUPPORTED', async () => {
     const store = redisStore({ client: client(), prefix: nextPrefix() })
     expect(store.count).toBeUndefined()
+    expect(store.countUsers).toBeUndefined()
+    expect(typeof store.userEntries).toBe('function')
     const sessions = createSessions({ store, secrets: ['cluster-secret-0123456789abcdefghijklmnopq'] })
     await expect(sessions.count()).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' })
+    await expect(sessions.countUsers()).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' })
     const tagged = redisStore({ client: client(), prefix: `{${nextPrefix()}}` })
-    await tagged.set(newKey(), record({}), HOUR, ctx())
+    const ada = bound()
+    const entry = ada.entry()
+    await tagged.set(newKey(), boundRecord({}, ada.user, entry), HOUR, userCtx(entry))
     expect(await tagged.count?.(ctx())).toBe(1)
+    expect(await tagged.countUsers?.(ctx())).toBe(1)
   })
+
+  describe('sessions per user with a hash-tagged prefix: one slot, as on a single server', () => {
+    it("keeps the handle, the user and the user's entry, and revokes only that user's records", async () => {
+      const prefix = `{${nextPrefix()}}`
+      await expectUserLayout(redisStore({ client: client(), prefix }), prefix, viewOf(client()))
+      await expectRevokeOnlyTheUsers(redisStore({ client: client(), prefix: `{${nextPrefix()}}` }))
+    })
+
+    it('lets the user index and the users set expire with their sessions', async () => {
+      const prefix = `{${nextPrefix()}}`
+      await expectUserSetsExpireWithSessions(
+        redisStore({ client: client(), prefix }),
+        prefix,
+        viewOf(client()),
+      )
+    })
+  })
+
+  describe('sessions per user without hash tag: each entry written beside its record', () => {
+    it("revokes only that user's records (checked in each record); a revoked entry stays until its deadline", async () => {
+      await expectRevokeOnlyTheUsers(redisStore({ client: client(), prefix: nextPrefix() }), true)
+    })
+
+    it("raises an entry's deadline with its record's, never lowers it", async () => {
+      const prefix = nextPrefix()
+      const store = redisStore({ client: client(), prefix })
+      const ada = bound()
+      const entry = ada.entry()
+      const key = newKey()
+      const score = async () =>
+        Number(await client().zscore(`${prefix}u:${ada.user.key}`, `${entry.handle}.${key}`))
+      const start = await redisNow(viewOf(client()))
+      await store.set(key, boundRecord({}, ada.user, entry), 60_000, userCtx(entry))
+      expect(await score()).toBeGreaterThanOrEqual(start + 60_000)
+      expect(await store.touch?.(key, meta(), 120_000, userCtx(entry))).toBe(true)
+      const raised = await score()
+      expect(raised).toBeGreaterThanOrEqual(start + 120_000)
+      // A request that loaded earlier commits a shorter TTL: its record's TTL drops, the entry's deadline not.
+      expect(await store.patch(key, patch({ a: 1 }), 30_000, userCtx(entry))).toBe(true)
+      expect(await score()).toBe(raised)
+      expect(await client().pttl(`${prefix}u:${ada.user.key}`)).toBeGreaterThan(110_000)
+    })
+
+    it('lists a session for as long as it lives, and drops an entry whose record is gone', async () => {
+      const prefix = nextPrefix()
+      const sessions = sessionsOver(redisStore({ client: client(), prefix }))
+      const jars = await Promise.all(
+        ['A', 'B'].map(async (agent) => {
+          const jar = new CookieJar()
+          const s = await sessions.load(jar.request())
+          s.set('device', agent).setUser('ada', { label: agent })
+          jar.update(await sessions.commit(s, new Response()))
+          return jar
+        }),
+      )
+      const [a, b] = jars as [CookieJar, CookieJar]
+      const bSession = await sessions.load(b.request())
+      bSession.destroy()
+      await sessions.commit(bSession, new Response())
+      const regenerated = await sessions.load(a.request())
+      regenerated.regenerate()
+      a.update(await sessions.commit(regenerated, new Response()))
+      // The index still names B's record and A's former one; the list shows the one live session.
+      const store = redisStore({ client: client(), prefix })
+      const user = (await store.get(await storageKey(regenerated.id), ctx()))?.meta.user?.key as string
+      expect(await store.userEntries?.(user, ctx())).toHaveLength(3)
+      const list = await sessions.listUserSessions('ada')
+      expect(list.map((s) => [s.label, s.handle])).toEqual([['A', regenerated.handle]])
+      expect(await sessions.revokeUserSessions('ada')).toBe(1)
+      expect(await sessions.listUserSessions('ada')).toEqual([])
+      expect((await sessions.load(a.request())).isNew).toBe(true)
+    })
+
+    it('leaves no login half made: a failed entry or record write fails the commit and keeps the old session', async () => {
+      for (const failing of ['entry', 'record'] as const) {
+        const prefix = nextPrefix()
+        let armed = false
+        const sessions = sessionsOver(
+          redisStore({
+            client: intercepted((keys) => {
+              const [first = ''] = keys
+              const isIndex = first.startsWith(`${prefix}u:`)
+              if (armed && (failing === 'entry') === isIndex && (isIndex || first !== oldKey))
+                throw new Error(`the node refused the ${failing} write`)
+            }),
+            prefix,
+          }),
+        )
+        const jar = new CookieJar()
+        const first = await sessions.load(jar.request())
+        first.set('cart', ['book'])
+        jar.update(await sessions.commit(first, new Response()))
+        const oldKey = prefix + (await storageKey(first.id))
+        const login = await sessions.load(jar.request())
+        login.setUser('ada')
+        armed = true
+        await expect(sessions.commit(login, new Response()), failing).rejects.toMatchObject({
+          code: 'ERR_STORE',
+        })
+        armed = false
+        const after = await sessions.load(jar.request())
+        expect([after.id, after.userId, after.get('cart')], failing).toEqual([first.id, null, ['book']])
+        // The new id reached no browser: listed or not, it is no session anyone holds.
+        expect(await sessions.listUserSessions('ada'), failing).toEqual([])
+      }
+    })
+  })
+
+  /**
+   * The Cluster client, with `ahead(keys)` awaited before each script it sends: it may throw (that call
+   * fails, as a refusing or unreachable node would make it) or act on Redis first.
+   */
+  function intercepted(ahead: (keys: string[]) => Promise<void> | void): IoRedisClient {
+    const inner = client()
+    return {
+      isCluster: true,
+      hgetall: (key) => inner.hgetall(key),
+      async eval(script, numkeys, ...rest) {
+        await ahead(rest.slice(0, numkeys))
+        return inner.eval(script, numkeys, ...rest)
+      },
+      async evalsha(sha1, numkeys, ...rest) {
+        await ahead(rest.slice(0, numkeys))
+        return inner.evalsha(sha1, numkeys, ...rest)
+      },
+      pipeline: () => inner.pipeline(),
+    }
+  }
 
   /** Two keys whose records sit on different nodes, so a regenerate must cross slots and nodes. */
   async function keysOnTwoNodes(prefix: string): Promise<[string, string]> {
@@ -709,27 +1012,6 @@ describe('redisStore on a Redis Cluster (3 masters)', () => {
   })
 
   describe('a regenerate without hash tag: new record first, then the old one taken', () => {
-    /**
-     * The Cluster client, with `ahead(keys)` awaited before each script it sends: it may throw (that call
-     * fails, as a refusing or unreachable node would make it) or act on Redis first.
-     */
-    function intercepted(ahead: (keys: string[]) => Promise<void> | void): IoRedisClient {
-      const inner = client()
-      return {
-        isCluster: true,
-        hgetall: (key) => inner.hgetall(key),
-        async eval(script, numkeys, ...rest) {
-          await ahead(rest.slice(0, numkeys))
-          return inner.eval(script, numkeys, ...rest)
-        },
-        async evalsha(sha1, numkeys, ...rest) {
-          await ahead(rest.slice(0, numkeys))
-          return inner.evalsha(sha1, numkeys, ...rest)
-        },
-        pipeline: () => inner.pipeline(),
-      }
-    }
-
     /** A signed-in session over `client`, and its record's full key. */
     async function signedIn(prefix: string, redis: IoRedisClient) {
       const sessions = sessionsOver(redisStore({ client: redis, prefix }))

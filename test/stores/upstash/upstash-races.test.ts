@@ -19,7 +19,7 @@ const local = useLocalUpstash()
 /** The hashed keys of every session hash in Redis, and the members of the count index. */
 async function redisState() {
   const keys = ((await local.direct('KEYS', 'sess:*')) as Buffer[]).map(String)
-  const hashes = keys.filter((key) => key !== 'sess:#live').map((key) => key.slice('sess:'.length))
+  const hashes = keys.filter((key) => /^sess:[\w-]{43}$/.test(key)).map((key) => key.slice('sess:'.length))
   const members = ((await local.direct('ZRANGE', 'sess:#live', '0', '-1')) as Buffer[]).map(String)
   for (const key of hashes) {
     expect(await local.direct('TYPE', `sess:${key}`)).toEqual(new RespStatus('hash'))
@@ -129,5 +129,90 @@ describe('regenerate, destroy and write racing on 40 sessions at once, over Upst
     for (const s of others) expect(s.destroyed).toBe(true)
     expect(await redisState()).toEqual({ hashes: [], members: [] })
     expect(await sessions.count()).toBe(0)
+  })
+})
+
+/** A stored value read back: `j` + JSON. */
+const decoded = (value: Buffer | undefined) =>
+  value === undefined ? undefined : JSON.parse(String(value).slice(1))
+
+/**
+ * Redis's view of sessions per user: for each user key, the `<handle>.<key>` members of its index and those the
+ * records bound to it call for, and the users set's members. Every record checked to have a TTL, every index
+ * the TTL of its latest member.
+ */
+async function userState() {
+  const keys = ((await local.direct('KEYS', 'sess:*')) as Buffer[]).map(String)
+  const indexed: Record<string, string[]> = {}
+  const bound: Record<string, string[]> = {}
+  for (const key of keys) {
+    if (key.startsWith('sess:u:')) {
+      const members = (await local.direct('ZRANGE', key, '0', '-1')) as Buffer[]
+      indexed[key.slice('sess:u:'.length)] = members.map(String).sort()
+      expect(Number(await local.direct('PTTL', key))).toBeGreaterThan(0)
+    } else if (/^sess:[\w-]{43}$/.test(key)) {
+      const [handle, user] = (await local.direct('HMGET', key, 'm:handle', 'm:user')) as (
+        | Buffer
+        | undefined
+      )[]
+      const owner = decoded(user ?? undefined) as { key: string } | undefined
+      if (owner) {
+        bound[owner.key] ??= []
+        bound[owner.key]?.push(`${decoded(handle ?? undefined)}.${key.slice('sess:'.length)}`)
+      }
+    }
+  }
+  for (const members of Object.values(bound)) members.sort()
+  const users = ((await local.direct('ZRANGE', 'sess:users', '0', '-1')) as Buffer[]).map(String).sort()
+  return { indexed, bound, users }
+}
+
+describe('sessions per user racing on 3 users with 12 sessions each, over Upstash', () => {
+  it("keeps each user's index naming exactly the sessions bound to that user, whatever commits first", async () => {
+    const sessions = createSessions<Data>({
+      store: upstashStore({ redis: local.client() }),
+      secrets: [SECRET],
+    })
+    const users = ['ada', 'bob', 'eve']
+    const devices = await Promise.all(
+      Array.from({ length: 36 }, async (_, n) => {
+        const jar = new CookieJar()
+        const s = await sessions.load(jar.request())
+        s.set('n', n).setUser(users[n % 3] as string)
+        jar.update(await sessions.commit(s, new Response()))
+        return jar
+      }),
+    )
+    // Each device loads two requests at once, then both commit alongside everyone else's and a revoke-all of
+    // eve: regenerates, logins as another user, logouts, unbinding, plain changes.
+    const actions: ((s: Session<Data>) => void)[] = [
+      (s) => s.regenerate(),
+      (s) => s.setUser(users[(Number(s.get('n')) + 1) % 3] as string),
+      (s) => s.destroy(),
+      (s) => s.setUser(null),
+      (s) => s.set('late', true),
+      (s) => s.regenerate().set('late', true),
+    ]
+    const loaded = await Promise.all(
+      devices.map(async (jar, n) => {
+        const pair = await Promise.all([sessions.load(jar.request()), sessions.load(jar.request())])
+        for (const [i, s] of pair.entries()) actions[(n + i * 2) % actions.length]?.(s)
+        return pair
+      }),
+    )
+    const commits = shuffled(loaded.flat(), 7).map((s) => () => sessions.commit(s, new Response()))
+    const revoke = () => sessions.revokeUserSessions('eve')
+    await Promise.all([...commits.slice(0, 36), revoke, ...commits.slice(36)].map((run) => run()))
+
+    const state = await userState()
+    expect(state.indexed).toEqual(state.bound)
+    expect(state.users).toEqual(Object.keys(state.bound).sort())
+    expect(await sessions.countUsers()).toBe(Object.keys(state.bound).length)
+    let listed = 0
+    for (const user of users) listed += (await sessions.listUserSessions(user)).length
+    expect(listed).toBe(Object.values(state.bound).flat().length)
+    expect(listed).toBeGreaterThan(10)
+    const { hashes, members } = await redisState()
+    expect(members).toEqual(hashes)
   })
 })

@@ -24,10 +24,19 @@ beforeEach(() => {
   proxy.loseReplies(0)
 })
 
-/** Every session hash in Redis (the live set excluded). */
+/** Every session hash in Redis (the live set, the users set and user indexes excluded). */
 async function sessionHashes(): Promise<string[]> {
   const keys = (await local.direct('KEYS', 'sess:*')) as Buffer[]
-  return keys.map(String).filter((key) => key !== 'sess:#live')
+  return keys.map(String).filter((key) => /^sess:[\w-]{43}$/.test(key))
+}
+
+/** The members of each user index in Redis, by index key. */
+async function userIndexes(): Promise<Record<string, string[]>> {
+  const indexes: Record<string, string[]> = {}
+  for (const key of ((await local.direct('KEYS', 'sess:u:*')) as Buffer[]).map(String).sort()) {
+    indexes[key] = ((await local.direct('ZRANGE', key, '0', '-1')) as Buffer[]).map(String)
+  }
+  return indexes
 }
 
 describe('set with replaces, run twice (a retry after a lost reply)', () => {
@@ -93,6 +102,31 @@ describe.each([
     expect((await sessions.load(before.request())).isNew).toBe(true)
     expect(await sessionHashes()).toEqual([`sess:${await storageKey(login.id)}`])
     expect(await sessions.count()).toBe(1)
+  })
+
+  it("keeps a login whose reply is lost: one entry, in the new user's index only", async () => {
+    const sessions = createSessions<Record<string, unknown>>({
+      store: upstashStore({ redis: local.client({ url: proxy.url, ...clientOptions }) }),
+      secrets: [SECRET],
+    })
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('cart', ['book']).setUser('ada', { label: 'Laptop' })
+    jar.update(await sessions.commit(first, new Response()))
+    // Logging in as someone else moves the session from one user's index to the other's.
+    const login = await sessions.load(jar.request())
+    login.setUser('bob', { label: 'Laptop' })
+    proxy.loseReplies(1)
+    const response = await sessions.commit(login, new Response())
+    expect(jar.update(response)[0]).not.toMatch(/Max-Age=0/)
+    expect(login.destroyed).toBe(false)
+    const after = await sessions.load(jar.request())
+    expect([after.id, after.userId, after.get('cart')]).toEqual([login.id, 'bob', ['book']])
+    expect(await sessions.listUserSessions('ada')).toEqual([])
+    expect((await sessions.listUserSessions('bob')).map((s) => s.handle)).toEqual([login.handle])
+    const indexes = Object.values(await userIndexes())
+    expect(indexes).toEqual([[`${login.handle}.${await storageKey(login.id)}`]])
+    expect(await sessions.countUsers()).toBe(1)
   })
 
   it('keeps a new session and a patch whose replies are lost', async () => {

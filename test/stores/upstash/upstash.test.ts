@@ -6,25 +6,35 @@ import { upstashStore } from 'edge-session/stores/upstash'
 import { describe, expect, it } from 'vitest'
 import { describeStoreConformance, storageKey } from '../../shared/conformance.ts'
 import {
+  bound,
+  boundRecord,
   ctx,
   expectAbortedCallsRefused,
   expectEveryKeyKept,
   expectFlashKeptFromRacingRequests,
   expectLegacyFlashList,
   expectNoneOf,
+  expectNoUserIdInKeyNames,
   expectOneRoundTripAndCommandEach,
+  expectRecordWithoutHandleWorks,
+  expectRevokeOnlyTheUsers,
   expectSessionHash,
+  expectUserLayout,
+  expectUserSetsExpireWithSessions,
   HOUR,
   measureEach,
   meta,
   newKey,
   oneRequestOfEach,
   patch,
+  perUserSteps,
   type RedisView,
   ROUND_TRIP_BUDGET,
   record,
   rejection,
   SCRIPT_TEXT,
+  USER_ROUND_TRIP_BUDGET,
+  userCtx,
 } from '../../shared/redis-checks.ts'
 import { CookieJar } from '../../support/jar.ts'
 import { RespStatus } from '../../support/resp.ts'
@@ -127,12 +137,12 @@ describe.each([
 })
 
 describe('upstashStore', () => {
-  it('is a server store named upstash that can touch and count', () => {
+  it('is a server store named upstash that can touch, count, and keep sessions per user', () => {
     const store = upstashStore({ redis: local.client() })
     expect(store.kind).toBe('server')
     expect(store.name).toBe('upstash')
-    expect(typeof store.touch).toBe('function')
-    expect(typeof store.count).toBe('function')
+    for (const method of ['touch', 'count', 'userEntries', 'getMany', 'revokeUser', 'countUsers'] as const)
+      expect(typeof store[method], method).toBe('function')
   })
 
   it('rejects a missing client or a bad prefix at creation with ERR_CONFIG, named as every store names it', () => {
@@ -635,6 +645,101 @@ describe('upstashStore: scripts by SHA-1', () => {
   })
 })
 
+describe('upstashStore: sessions per user', () => {
+  const SECRET = 'users-test-secret-0123456789abcdefghijklmno'
+  const sessionsFor = (now: () => number = Date.now) =>
+    createSessions<Record<string, unknown>>({
+      store: upstashStore({ redis: local.client() }),
+      secrets: [SECRET],
+      touchInterval: 60,
+      now,
+    })
+
+  it("keeps the handle and the user in the record, and an entry in the user's index on Redis's clock", async () => {
+    await expectUserLayout(upstashStore({ redis: local.client(), prefix: 'app:s:' }), 'app:s:', direct)
+  })
+
+  it('puts no user id in any key name (SCAN after logins)', async () => {
+    await expectNoUserIdInKeyNames(sessionsFor(), 'sess:', direct)
+  })
+
+  it('lets the user index and the users set expire with their sessions', async () => {
+    await expectUserSetsExpireWithSessions(upstashStore({ redis: local.client() }), 'sess:', direct)
+  })
+
+  it("revokes only that user's records among the keys it is given", async () => {
+    await expectRevokeOnlyTheUsers(upstashStore({ redis: local.client() }))
+  })
+
+  it('opens a record written before handles, and logs it in', async () => {
+    await expectRecordWithoutHandleWorks(sessionsFor(), 'sess:', direct, storageKey)
+  })
+
+  it('costs the round trips of the budget for each per-user request', async () => {
+    let now = Date.UTC(2030, 0, 1)
+    const sessions = sessionsFor(() => now)
+    const steps = await perUserSteps(sessions, new CookieJar(), () => {
+      now += 61_000
+    })
+    const measured = await measureEach(steps, async () => {
+      local.endpoint.resetCounts()
+      return () => local.endpoint.requestCount
+    })
+    expect(measured).toEqual(USER_ROUND_TRIP_BUDGET)
+  })
+
+  it('lists, counts and counts users while Redis refuses writes (the pruning is housekeeping)', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const ada = bound()
+    const [entry, lapsing] = [ada.entry(), ada.entry()]
+    const [key, short] = [newKey(), newKey()]
+    await store.set(key, boundRecord({ a: 1 }, ada.user, entry), HOUR, userCtx(entry))
+    await store.set(short, boundRecord({}, ada.user, lapsing), 30, userCtx(lapsing))
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '1')
+    try {
+      await expect(store.patch(key, patch({ b: 2 }), HOUR, userCtx(entry))).rejects.toThrow(/NOREPLICAS/)
+      expect(await store.userEntries?.(ada.user.key, ctx())).toEqual([{ key, handle: entry.handle }])
+      expect(await store.getMany?.([key, short], ctx())).toEqual([
+        boundRecord({ a: 1 }, ada.user, entry),
+        null,
+      ])
+      expect(await store.count?.(ctx())).toBe(1)
+      expect(await store.countUsers?.(ctx())).toBe(1)
+    } finally {
+      await local.direct('CONFIG', 'SET', 'min-replicas-to-write', '0')
+    }
+    // Writable again: the next listing prunes the lapsed entry.
+    expect(await store.userEntries?.(ada.user.key, ctx())).toHaveLength(1)
+    expect(await local.direct('ZCARD', `sess:u:${ada.user.key}`)).toBe(1)
+  })
+
+  it('writes nothing when a user index or the users set holds something else (no half-applied script)', async () => {
+    const store = upstashStore({ redis: local.client() })
+    const ada = bound()
+    const [first, moved] = [ada.entry(), ada.entry()]
+    const [oldKey, key] = [newKey(), newKey()]
+    await store.set(oldKey, boundRecord({ a: 1 }, ada.user, first), HOUR, userCtx(first))
+    for (const [role, name] of [
+      ['user index', `sess:u:${ada.user.key}`],
+      ['users set', 'sess:users'],
+    ]) {
+      await local.direct('DEL', name as string)
+      await local.direct('SET', name as string, 'not a sorted set')
+      const wrong = new RegExp(`WRONGTYPE the ${role} holds a string, not a zset`)
+      const moving = boundRecord({ b: 2 }, ada.user, moved)
+      await expect(store.set(key, moving, HOUR, userCtx(moved, first), oldKey)).rejects.toThrow(wrong)
+      await expect(store.patch(oldKey, patch({ b: 2 }), HOUR, userCtx(first))).rejects.toThrow(wrong)
+      await expect(store.delete(oldKey, userCtx(first))).rejects.toThrow(wrong)
+      await expect(store.revokeUser?.(ada.user.key, [oldKey], ctx())).rejects.toThrow(/WRONGTYPE/)
+      expect(await store.get(oldKey, ctx())).toEqual(boundRecord({ a: 1 }, ada.user, first))
+      expect(await local.direct('EXISTS', `sess:${key}`)).toBe(0)
+      expect(await local.direct('ZRANGE', 'sess:#live', '0', '-1')).toEqual([Buffer.from(oldKey)])
+      await local.direct('DEL', name as string)
+    }
+  })
+})
+
 describe('upstashStore: errors carry no session data', () => {
   const SECRET = 'errors-secret-0123456789abcdefghijklmnopqrs'
   const VALUE = 'value-only-the-session-holds-7f3a'
@@ -680,6 +785,49 @@ describe('upstashStore: errors carry no session data', () => {
     }
     // Sent: the requests did carry the session, so the check above had something to find.
     expect(JSON.stringify(local.endpoint.requests)).toContain(`${VALUE}-changed`)
+  })
+
+  it('when the endpoint refuses the per-user calls and logins', async () => {
+    const { sessions, jar, secrets } = await sessionWithSecret()
+    const USER = 'user-id-only-the-record-holds-9b2c'
+    const login = await sessions.load(jar.request())
+    login.setUser(USER, { label: `${VALUE}-label` })
+    jar.update(await sessions.commit(login, new Response()))
+    const userKey = String(((await local.direct('KEYS', 'sess:u:*')) as Buffer[])[0]).slice('sess:u:'.length)
+    const regenerating = await sessions.load(jar.request())
+    regenerating.regenerate()
+    const switching = await sessions.load(jar.request())
+    switching.setUser(`${USER}-next`, { label: `${VALUE}-next` })
+    const sensitive = [
+      ...secrets,
+      USER,
+      userKey,
+      login.handle,
+      await storageKey(login.id),
+      `${VALUE}-label`,
+      `${VALUE}-next`,
+    ]
+    local.endpoint.refuse({ status: 500, error: 'ERR internal error' })
+    try {
+      const failures = [
+        await rejection(sessions.listUserSessions(USER)),
+        await rejection(sessions.revokeUserSession(USER, login.handle)),
+        await rejection(sessions.revokeUserSessions(USER)),
+        await rejection(sessions.countUsers()),
+        await rejection(sessions.commit(regenerating, new Response())),
+        await rejection(sessions.commit(switching, new Response())),
+      ]
+      for (const failure of failures) {
+        expect(failure).toMatchObject({ name: 'SessionError', code: 'ERR_STORE' })
+        expect(String((failure as Error).message)).toMatch(/ERR internal error/)
+        expectNoneOf(failure, sensitive)
+      }
+    } finally {
+      local.endpoint.refuse(null)
+    }
+    // Sent: the requests did carry the user and the index, so the check above had something to find.
+    const sent = JSON.stringify(local.endpoint.requests)
+    for (const text of [`${VALUE}-next`, userKey, login.handle]) expect(sent).toContain(text)
   })
 
   it('when Redis refuses a write or a read (NOREPLICAS, WRONGTYPE)', async () => {
