@@ -85,7 +85,10 @@ export class CookieSessions<Data extends object> {
     const { binding, request } = state
     const now = this.#lifetimes.now()
 
-    if (state.phase === 'destroyed' || (state.phase === 'unsaved' && !hasData(state))) {
+    if (
+      state.phase === 'destroyed' ||
+      (state.phase === 'unsaved' && !hasData(state) && state.user === null)
+    ) {
       // Nothing to keep: clear whatever session cookies of ours the request carried, each once.
       const cleared = binding.cookies.map((name) => this.#cookies.clear(name, request.url))
       binding.cookies = []

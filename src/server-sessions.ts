@@ -105,7 +105,10 @@ export class ServerSessions<Data extends object> {
       }
       if (binding.cookies.length > 0) setCookies.push(this.#cookies.clear(name, request.url))
       binding.cookies = []
-    } else if (state.phase === 'regenerated' || (state.phase === 'unsaved' && hasData(state))) {
+    } else if (
+      state.phase === 'regenerated' ||
+      (state.phase === 'unsaved' && (hasData(state) || state.user !== null))
+    ) {
       // A whole record under a new id: a new session, or a regenerated one replacing its old record.
       const [key, value] = await this.#keyAndCookie(state.id, state)
       const meta = this.#lifetimes.written(state, now)

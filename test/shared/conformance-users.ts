@@ -87,6 +87,13 @@ export function describeUserSessions(options: UserSuiteOptions): void {
 
   if (options.kind === 'cookie') {
     describe('sessions per user: cookie store', () => {
+      it('keeps a login made by a first request that sets nothing else', async () => {
+        const { visit } = await setup()
+        const jar = new CookieJar()
+        await visit(jar, (s) => s.setUser('ada'))
+        expect((await visit(jar, (s) => [s.isNew, s.userId])).result).toEqual([false, 'ada'])
+      })
+
       it('binds the user in the seal; listing, revoking and counting users are unsupported', async () => {
         const { sessions, login, visit } = await setup()
         const { jar, session } = await login('ada')
@@ -171,6 +178,14 @@ export function describeUserSessions(options: UserSuiteOptions): void {
       // Expired on the sessions' clock: D was last seen longest ago.
       clock.set(d.session.expiresAt)
       expect((await sessions.listUserSessions('u', env())).map((s) => s.userAgent)).toEqual(['C', 'A'])
+    })
+
+    it('keeps a login made by a first request that sets nothing else, and lists it', async () => {
+      const { sessions, visit } = await setup()
+      const jar = new CookieJar()
+      const { session } = await visit(jar, (s) => s.setUser('ada'))
+      expect((await visit(jar, (s) => [s.isNew, s.userId])).result).toEqual([false, 'ada'])
+      expect((await sessions.listUserSessions('ada', env())).map((s) => s.handle)).toEqual([session.handle])
     })
 
     it('unbinds with setUser(null): a new id, and the session leaves the list', async () => {
