@@ -83,7 +83,7 @@ export function markdown(result: BenchResult, command: string): string {
         row.request,
         row.memory.calls === 0 ? '0' : `${row.memory.calls} (${row.memory.methods})`,
         `${row.upstash.requests} (${row.upstash.commands})`,
-        '0',
+        row.cookie ?? '0',
       ]),
     )
   const micro = microTable(result)

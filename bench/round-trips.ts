@@ -21,6 +21,8 @@ export interface RoundTripRow {
   memory: { calls: number; methods: string }
   /** HTTP requests to the Upstash endpoint per request, and the Redis commands they carried. */
   upstash: { requests: number; commands: number }
+  /** What the sealed cookie store does: no store call (`0`), or the call is unsupported there. */
+  cookie?: string
 }
 
 interface Step {
@@ -234,6 +236,8 @@ export async function countRoundTrips(upstash: LocalUpstash, repeat = 3): Promis
         request: step.request,
         memory: { calls: methods.length, methods: methods.join(', ') },
         upstash: { requests: upstash.endpoint.requestCount, commands: upstash.endpoint.commandCount },
+        // setUser seals the user into the cookie; listing, revoking and counting need a server record.
+        cookie: step.kind.startsWith('login') ? '0' : 'ERR_UNSUPPORTED',
       }
       counts.add(JSON.stringify([row.memory, row.upstash]))
     }

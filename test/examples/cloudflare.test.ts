@@ -257,7 +257,7 @@ describe('the Cloudflare example Worker in Miniflare', () => {
 
     const kv = await mf.getKVNamespace('SESSIONS')
     const stored = await kv.get(kvKey(browser.id), 'text')
-    expect(JSON.parse(stored ?? 'null')).toMatchObject({ data: { user: 'ada' } })
+    expect(JSON.parse(stored ?? 'null')).toMatchObject({ meta: { user: { id: 'ada' } } })
     expect(stored).not.toContain(browser.id)
   })
 

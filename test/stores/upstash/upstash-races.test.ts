@@ -209,9 +209,14 @@ describe('sessions per user racing on 3 users with 12 sessions each, over Upstas
     expect(state.users).toEqual(Object.keys(state.bound).sort())
     expect(await sessions.countUsers()).toBe(Object.keys(state.bound).length)
     let listed = 0
-    for (const user of users) listed += (await sessions.listUserSessions(user)).length
+    for (const user of users) {
+      const list = await sessions.listUserSessions(user)
+      listed += list.length
+      // The race leaves sessions to check for the users nobody revoked (a revoke-all of eve also ends her
+      // sessions regenerated while it ran, so how many of hers survive depends on the interleaving).
+      if (user !== 'eve') expect(list.length, user).toBeGreaterThan(0)
+    }
     expect(listed).toBe(Object.values(state.bound).flat().length)
-    expect(listed).toBeGreaterThan(10)
     const { hashes, members } = await redisState()
     expect(members).toEqual(hashes)
   })
