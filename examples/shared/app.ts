@@ -251,11 +251,11 @@ label{color:#5f6b7a}
 input{flex:1;min-width:0;font:inherit;padding:.45rem .7rem;border:1px solid #c7cdd4;border-radius:8px}
 button{font:inherit;padding:.45rem 1.1rem;border:0;border-radius:8px;background:#1565c0;color:#fff;cursor:pointer}
 button:hover{background:#0d4f9c}
-.devices{margin:1.5rem 0 0;padding:0;list-style:none;border-top:1px solid #eef0f3}
-.devices h2{font-size:1rem;margin:1rem 0 .5rem}
+.devices{margin:0 0 1rem;padding:0;list-style:none;border-top:1px solid #eef0f3}
+section h2{font-size:1rem;margin:1.5rem 0 .25rem}
 .device{display:flex;justify-content:space-between;align-items:center;gap:1rem;padding:.5rem 0;border-bottom:1px solid #eef0f3}
 .device small{display:block;color:#7b8794}
-.device .here{color:#1d4d2c;font-size:.85rem}
+.device .here{color:#1d4d2c;font-size:.85rem;white-space:nowrap}
 button.quiet{background:#eef0f3;color:#1f2933}
 button.quiet:hover{background:#dde2e8}
 footer{color:#7b8794;font-size:.85rem;margin-top:1.5rem;padding-top:1rem;border-top:1px solid #eef0f3}
