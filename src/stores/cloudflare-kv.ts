@@ -75,25 +75,18 @@ const RATE_LIMIT_WAIT_MS = 1_000
 const MAX_WRITE_ATTEMPTS = 3
 
 /**
- * A session store in Cloudflare Workers KV: one JSON value per session under `prefix + hashed id`, its deadline
- * copied into KV metadata, with an `expirationTtl` of at least 60 s. KV has no TTL-only update and takes one write
- * per second per key: a touch is a rewrite made at most once a minute, a write refused with 429 is retried after
- * a second, and `idleTimeout` must be at least `max(touchInterval, 60) + 60` seconds. A session bound to a user has
- * an index entry, `<prefix>u:<user key>:<hashed id>`, written with its record and its TTL, handle in the metadata.
- *
- * KV is eventually consistent and has no conditional write or transaction. Overlapping changes to one session keep
- * the last one, and a change or touch that read the session before a logout or revocation landed (or from a cache
- * up to 60 s old) writes it back: both are best effort within that window. Where they must be immediate, use the
- * Upstash store (or `durableObjectStore`, planned). The whole story: docs/cloudflare-kv.md.
+ * A session store in Cloudflare Workers KV: one JSON value per session, with an `expirationTtl` of at least 60 s.
+ * KV takes one write per second per key and has no TTL-only update: a touch is a rewrite, at most once a minute.
+ * It is eventually consistent, with no conditional write: overlapping changes keep the last one, and a logout or
+ * revocation is best effort for about 60 s. Where they must be immediate, use the Upstash store.
  *
  * @param options `namespace`, the binding or `(env) => env.SESSIONS`; `prefix`, default `'sess:'`.
- * @throws SessionError `ERR_CONFIG` for a missing namespace, a prefix over 423 bytes, or (from `createSessions`)
- *   an `idleTimeout` KV cannot keep alive; `ERR_TOO_LARGE` from a write over KV's 25 MiB value limit.
+ * @throws SessionError `ERR_CONFIG` for a bad namespace, prefix or `idleTimeout`; `ERR_TOO_LARGE` past 25 MiB.
  * @example
  * ```ts
  * const sessions = createSessions({ store: cloudflareKvStore({ namespace: (env: Env) => env.SESSIONS }), secrets })
- * const session = await sessions.load(request, env) // in fetch(request, env)
  * ```
+ * @see docs/cloudflare-kv.md for what each request costs, KV's limits and what KV cannot promise.
  */
 export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
   options: CloudflareKvStoreOptions<Env>,

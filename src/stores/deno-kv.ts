@@ -88,24 +88,18 @@ const REVOKE_BATCH = 100
 const LIST_BATCH = 500
 
 /**
- * A session store in Deno KV: one entry per session under `[...prefix, hashed id]`, for Deno on one machine (a
- * SQLite file shared by the processes that open it) or on Deno Deploy. Each write carries the TTL as `expireIn`;
- * Deno KV expires lazily, so an entry past the TTL's end (kept in the entry) reads as missing. Patches and
- * touches are read-check-write atomic operations retried on conflict (versionstamps), so concurrent changes to
- * different keys and flash markers merge and nothing recreates a destroyed session; a regenerate writes the new
- * entry and deletes the old one in one operation checked against the old. A session bound to a user has an entry
- * in its user's index, `[...prefix, 'u', user key, hashed id]`, written, moved and deleted in the same atomic
- * operation as the session, with the same `expireIn`. Data may take about 63 KiB (Deno KV's 64 KiB value limit,
- * flash key names included): a larger write fails with `ERR_TOO_LARGE`. `count()` and `countUsers()` read every
- * entry they count. Run Deno with `--unstable-kv`. More in docs/deno-kv.md.
+ * A session store in Deno KV (a SQLite file on one machine, or Deno Deploy): one entry per session. Patches,
+ * touches and regenerates are atomic operations checked against versionstamps and retried on conflict, so
+ * concurrent changes merge and nothing recreates a destroyed session; a user's index changes in the same
+ * operations. Run Deno with `--unstable-kv`.
  *
  * @param options `kv`, an open `Deno.Kv`; `prefix`, default `['sess']`; `maxAttempts` on conflicts, default 20.
- * @throws SessionError `ERR_CONFIG` when `kv` is not a Deno KV database, or the prefix is not a non-empty array of
- *   key parts that leaves room for the index's keys within Deno KV's 2048-byte keys (1955 bytes encoded).
+ * @throws SessionError `ERR_CONFIG` for a `kv` that is not Deno KV or a bad prefix; `ERR_TOO_LARGE` past 64 KiB.
  * @example
  * ```ts
  * const sessions = createSessions({ store: denoKvStore({ kv: await Deno.openKv() }), secrets })
  * ```
+ * @see docs/deno-kv.md for what is stored, concurrency, sessions per user and Deno KV's limits.
  */
 export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
   const { kv, prefix = ['sess'], maxAttempts = 20 } = options ?? ({} as DenoKvStoreOptions)

@@ -31,20 +31,17 @@ interface Entry {
 }
 
 /**
- * Keeps sessions in a Map in this process. Records vanish with the process and are not shared between
- * instances: use it for one server, development and tests.
- *
- * Expired records are removed as they are met and swept on every write and touch, with no timer, so an idle
- * process is not kept alive. Past `maxSessions` the nearest deadlines are evicted, never the record being written.
- * Patches apply to the live record: concurrent requests that change different keys both persist. Every call
- * answers at once (no promise): the sessions layer takes the answer with no timer and no await.
+ * Keeps sessions in a Map in this process, for one server, development and tests: records vanish with the
+ * process and are not shared between instances. Expired records are swept on writes and touches, with no timer;
+ * past `maxSessions` the nearest deadlines are evicted, never the record being written. Every call answers at
+ * once, with no promise.
  *
  * @param options `maxSessions`, the bound on records kept.
  * @example
  * ```ts
  * const sessions = createSessions({ store: memoryStore({ maxSessions: 50_000 }), secrets })
  * ```
- * @see {@link ServerStore} for the contract it implements.
+ * @see README.md, "memoryStore", for what it keeps; {@link ServerStore} for the contract it implements.
  */
 export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const maxSessions = options.maxSessions ?? 10_000

@@ -49,42 +49,17 @@ export interface RedisStoreOptions {
 
 /**
  * Keeps each session as a Redis hash in a Redis you run, over TCP with ioredis (standalone, Sentinel or Cluster):
- * the layout, Lua scripts and behaviour of `upstashStore`. A read is one `HGETALL`, every write one script (by
- * `EVALSHA`), atomic; concurrent changes to different keys all persist; live sessions and each user's sessions
- * are indexed. Node and Bun only (raw TCP): on Workers and Deno Deploy use `upstashStore`.
+ * the layout, Lua scripts and behaviour of `upstashStore`. A read is one `HGETALL`, every write one atomic script
+ * (by `EVALSHA`). Node and Bun only (raw TCP): on Workers and Deno Deploy use `upstashStore`. Redis 5.0 or later.
  *
- * `waitForReplicas` pipelines `WAIT` behind each write, so a write the app was told succeeded survives the
- * master's loss. On a Cluster, unless the prefix holds a hash tag (`'{sess}:'`), there is no `count()` nor
- * `countUsers()`, a regenerate is two steps, new record first, and user entries are written beside records. Errors never carry the command, keys or values. Requires Redis 5.0
- * or later. Client options, Sentinel, Cluster and failover: docs/redis.md.
- *
- * @param options `client`, an ioredis client; `prefix` for the keys, default `'sess:'`; `waitForReplicas`, to
- * wait for replication after each write.
+ * @param options `client`, an ioredis client; `prefix`, default `'sess:'`; `waitForReplicas`, WAIT after writes.
  * @example
  * ```ts
- * import Redis from 'ioredis'
- * import { createSessions } from 'edge-session'
- * import { redisStore } from 'edge-session/stores/redis'
- *
- * const client = new Redis({
- *   sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }],
- *   name: 'mymaster',
- *   lazyConnect: true,
- *   enableOfflineQueue: false,
- *   maxRetriesPerRequest: 0,
- *   commandTimeout: 2000,
- *   retryStrategy: () => 200,
- *   sentinelRetryStrategy: () => 200,
- * })
+ * const client = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
  * await client.connect()
- * const sessions = createSessions({
- *   store: redisStore({ client, prefix: 'myapp:sess:', waitForReplicas: { replicas: 1, timeout: 500 } }),
- *   secrets: [secret],
- * })
+ * const sessions = createSessions({ store: redisStore({ client, prefix: 'myapp:sess:' }), secrets: [secret] })
  * ```
- * @see {@link https://redis.io/docs/latest/commands/wait/} for what `WAIT` does and does not promise.
- * @see {@link https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags} for hash tags.
- * @see {@link ServerStore} for the contract it implements.
+ * @see docs/redis.md for client options, Sentinel, Cluster, `waitForReplicas` and errors; {@link ServerStore}.
  */
 export function redisStore(options: RedisStoreOptions): ServerStore {
   const { client, prefix = 'sess:', waitForReplicas } = options ?? {}

@@ -19,30 +19,17 @@ export interface UpstashStoreOptions {
 }
 
 /**
- * Keeps each session as a Redis hash in Upstash, reached over HTTP from any runtime. A read is one `HGETALL`,
- * every write one Lua script (by `EVALSHA`, the whole script only the first time): one HTTP round trip each,
- * atomic, never recreating a destroyed or expired session, merging concurrent changes to different keys.
- * Live sessions, and each user's sessions (`setUser`), are indexed in sorted sets kept by the same scripts.
- *
- * The client takes no abort signal: a call that outlives `storeTimeout` fails at the sessions layer while the
- * client finishes (or retries) in the background, always a whole write. A Global database reads from replicas,
- * so a destroyed session may still be read for a moment elsewhere. Errors never carry the command, keys or
- * values. Requires Redis 5.0 or later. Layout, round trips and limits: docs/upstash.md and docs/redis.md.
+ * Keeps each session as a Redis hash in Upstash, reached over HTTP from any runtime. A read is one `HGETALL`, every
+ * write one Lua script (by `EVALSHA`): one HTTP round trip each, atomic, never recreating a destroyed session,
+ * merging concurrent changes to different keys. A Global database reads from replicas, so a destroyed session may
+ * still be read for a moment elsewhere. Requires Redis 5.0 or later.
  *
  * @param options `redis`, an `@upstash/redis` client; `prefix` for the keys, default `'sess:'`.
  * @example
  * ```ts
- * import { Redis } from '@upstash/redis/cloudflare'
- * import { createSessions } from 'edge-session'
- * import { upstashStore } from 'edge-session/stores/upstash'
- *
- * const sessions = createSessions({
- *   store: upstashStore({ redis: Redis.fromEnv(env), prefix: 'myapp:sess:' }),
- *   secrets: [env.SESSION_SECRET],
- * })
+ * const sessions = createSessions({ store: upstashStore({ redis: Redis.fromEnv(env) }), secrets: [secret] })
  * ```
- * @see {@link https://upstash.com/docs/redis/features/restapi} for the REST API it speaks.
- * @see {@link ServerStore} for the contract it implements.
+ * @see docs/upstash.md and docs/redis.md for layout, round trips, retries and errors; {@link ServerStore}.
  */
 export function upstashStore(options: UpstashStoreOptions): ServerStore {
   const { redis, prefix = 'sess:' } = options ?? {}

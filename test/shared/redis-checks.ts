@@ -1,5 +1,5 @@
 /**
- * @module What the tests of the two stores on Redis's shared logic (`src/stores/redis-core.ts`), redisStore and
+ * @module What the tests of the two stores on Redis's shared logic (`src/stores/redis-*.ts`), redisStore and
  * upstashStore, have in common: record fixtures, the hash layout both write, the aborted-call check, and the
  * calls and requests whose cost each test counts in its own way (ioredis round trips, the endpoint's requests).
  */

@@ -1,7 +1,8 @@
 /** @module redisStore() through ioredis against real redis-servers: standalone, with a replica, and a Cluster. */
 import { createSessions, type Sessions, type SessionsOptions } from 'edge-session'
 import { type IoRedisClient, type IoRedisPipeline, redisStore } from 'edge-session/stores/redis'
-import { cleanError, isNoScript, pinsSlot } from 'edge-session/stores/redis-core'
+import { pinsSlot } from 'edge-session/stores/redis-core'
+import { cleanError, isNoScript } from 'edge-session/stores/redis-errors'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
 import { describeStoreConformance, storageKey } from '../../shared/conformance.ts'
