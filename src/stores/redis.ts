@@ -7,7 +7,7 @@ import { storeConfigError } from './shared.ts'
 /*
  * The client is described by the few methods used here rather than imported from ioredis: ioredis's declarations
  * pull in Node's types, and src/ compiles against web types alone. A `Redis` or `Cluster` from ioredis 5 or 6
- * fits (test/stores/redis.test.ts checks both).
+ * fits (test/stores/redis/redis.test.ts checks both).
  */
 
 /** The part of an ioredis `Redis` (standalone or Sentinel) or `Cluster` client this store uses. */
