@@ -34,6 +34,12 @@ export interface D1StoreOptions<Env = Record<string, D1Binding>> {
 
 /** The D1 store: a server store with its table's migration and garbage collection. */
 export interface D1Store extends ServerStore {
+  touch: NonNullable<ServerStore['touch']>
+  count: NonNullable<ServerStore['count']>
+  userEntries: NonNullable<ServerStore['userEntries']>
+  getMany: NonNullable<ServerStore['getMany']>
+  revokeUser: NonNullable<ServerStore['revokeUser']>
+  countUsers: NonNullable<ServerStore['countUsers']>
   /** Creates the table and its indexes if missing. Idempotent, safe to run concurrently. */
   migrate(env?: unknown): Promise<void>
   /** Deletes up to `limit` (default 1000) expired rows, oldest deadline first; resolves how many. */
