@@ -176,6 +176,20 @@ describe('d1Store: rows', () => {
     expect((await store.get('new', ctx()))?.data).toEqual({ a: 1, b: 2 })
   })
 
+  it('a regenerate whose batch fails writes nothing: the old row stays, the new one never appears', async () => {
+    const { table } = await fresh()
+    // D1 runs a batch as one transaction: a statement failing after the move rolls the move back.
+    const failing: D1Binding = {
+      prepare: (query) => db.prepare(query),
+      batch: (statements) => db.batch([...statements, db.prepare(`SELECT * FROM missing_${table}`)]),
+    }
+    const store = d1Store({ database: failing, table })
+    await store.set('old', record({ a: 1 }), 60_000, ctx())
+    await expect(store.set('new', record({ a: 2 }), 60_000, ctx(), 'old')).rejects.toThrow(/missing_/)
+    expect(await row(table, 'new')).toBeNull()
+    await expect(store.get('old', ctx())).resolves.toEqual(record({ a: 1 }))
+  })
+
   it('revokes only the named sessions of the user, and counts distinct users', async () => {
     const { store } = await fresh()
     const user = (key: string) => ({ id: key, key, agent: null, label: null })
