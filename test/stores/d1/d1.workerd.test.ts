@@ -201,6 +201,20 @@ describe('d1Store: rows', () => {
     await expect(store.get('old', ctx())).resolves.toEqual(record({ a: 1 }))
   })
 
+  it('writes nothing once the sessions layer has given up on the call (its signal aborted)', async () => {
+    const { store, table } = await fresh()
+    await store.set('k', record({ a: 1 }), 60_000, ctx())
+    const controller = new AbortController()
+    controller.abort(new Error('storeTimeout'))
+    const aborted = { env: undefined, signal: controller.signal }
+    await expect(store.patch('k', patchOf({ a: 2 }), 60_000, aborted)).rejects.toThrow('storeTimeout')
+    await expect(store.touch('k', times, 60_000, aborted)).rejects.toThrow('storeTimeout')
+    await expect(store.set('n', record({}), 60_000, aborted, 'k')).rejects.toThrow('storeTimeout')
+    await expect(store.revokeUser('u', ['k'], aborted)).rejects.toThrow('storeTimeout')
+    expect((await store.get('k', ctx()))?.data).toEqual({ a: 1 })
+    expect(await row(table, 'n')).toBeNull()
+  })
+
   it('revokes only the named sessions of the user, and counts distinct users', async () => {
     const { store } = await fresh()
     const user = (key: string) => ({ id: key, key, agent: null, label: null })
