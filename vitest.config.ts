@@ -34,6 +34,7 @@ export default defineConfig({
               // The same date as wrangler.toml: the runtime behaviour the example is deployed with.
               compatibilityDate: '2026-04-26',
               kvNamespaces: ['SESSIONS'],
+              d1Databases: ['DB'],
             },
           }),
         ],
