@@ -97,7 +97,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
       return readRow(rows[0])
     },
     async set(key, record, ttl, ctx, replaces) {
-      const flash: Record<string, true> = {}
+      const flash: Record<string, true> = Object.create(null)
       for (const name of record.meta.flash ?? []) flash[name] = true
       const params = [
         key,
@@ -127,7 +127,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     async patch(key, patch: RecordPatch, ttl, ctx) {
       const set = encode(JSON.stringify(patch.set))
       const named = [...patch.delete, ...Object.keys(patch.set)]
-      const flash: Record<string, true> = {}
+      const flash: Record<string, true> = Object.create(null)
       for (const name of patch.flash) flash[name] = true
       checkSize(set)
       const rows = await run(
