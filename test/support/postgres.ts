@@ -18,7 +18,7 @@ export interface PostgresServer {
   readonly pid: number
   /** Stops the server (fast shutdown) and keeps its data directory, for `start()`. */
   halt(): Promise<void>
-  /** Kills the postmaster at once, as a crash would (SIGKILL; children exit when it is gone). */
+  /** Immediate shutdown (SIGQUIT): every backend ends at once, as in a crash; the next start recovers from WAL. */
   crash(): Promise<void>
   /** Starts it again on the same port and data directory, after `halt()` or `crash()`. */
   start(): Promise<void>
@@ -103,7 +103,7 @@ export async function startPostgres(): Promise<PostgresServer> {
       return pid
     },
     halt: () => signalAndWait('SIGINT'),
-    crash: () => signalAndWait('SIGKILL'),
+    crash: () => signalAndWait('SIGQUIT'),
     start,
     async stop() {
       await signalAndWait('SIGINT')
