@@ -255,6 +255,51 @@ describe('postgresStore', () => {
     expect(migrateError.message).not.toMatch(/secret-host/)
   })
 
+  it('gives up a write stuck on a lock past storeTimeout with ERR_STORE, and cancels it on the server', async () => {
+    const { store, table } = await freshStore()
+    const sessions = createSessions<Record<string, unknown>>({
+      store,
+      secrets: 'a-secret-of-at-least-32-characters!!',
+      storeTimeout: 300,
+    })
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('a', 1)
+    jar.update(await sessions.commit(first, new Response()))
+    const session = await sessions.load(jar.request())
+    session.set('a', 2)
+    let release = () => {}
+    const released = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let locked = () => {}
+    const isLocked = new Promise<void>((resolve) => {
+      locked = resolve
+    })
+    // Another transaction holds the row's lock until released.
+    const holder = sql.begin(async (tx) => {
+      await tx.unsafe(`select 1 from ${table} for update`)
+      locked()
+      await released
+    })
+    await isLocked
+    await expect(sessions.commit(session, new Response())).rejects.toMatchObject({ code: 'ERR_STORE' })
+    // The cancel travels on a connection of its own: once it has landed, no statement waits on the lock any more
+    // (without it the UPDATE would wait there, and write its value once the lock is released).
+    const waiting = async () =>
+      (
+        await sql.unsafe(
+          `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like 'update%'`,
+        )
+      )[0]?.n
+    for (let i = 0; i < 100 && (await waiting()) !== 0; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(await waiting()).toBe(0)
+    release()
+    await holder
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect((await sessions.load(jar.request())).get('a')).toBe(1)
+  })
+
   it('keeps a flash set by one request when others that loaded before it commit after it', async () => {
     const { store } = await freshStore()
     await expectFlashKeptFromRacingRequests((now) =>
