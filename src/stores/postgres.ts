@@ -2,6 +2,7 @@
 
 import { SessionError } from '../errors.ts'
 import type { RecordPatch, ServerStore, SessionRecord, SessionTimes, StoreContext } from '../store.ts'
+import { utf8Length } from './shared.ts'
 import { checkPruneLimit, checkTable, metaColumn, rowRecord } from './sql-shared.ts'
 
 /**
@@ -68,15 +69,28 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   ): Promise<Record<string, unknown>[]> => {
     const pending = sql.unsafe(query, params as never[])
     const signal = ctx?.signal
-    if (!signal) return (await pending) as Record<string, unknown>[]
     // A call the sessions layer gave up on (storeTimeout) is cancelled on the server, where the driver can.
-    const cancel = () => pending.cancel?.()
-    if (signal.aborted) cancel()
-    signal.addEventListener('abort', cancel, { once: true })
+    const cancel = () => {
+      try {
+        Promise.resolve(pending.cancel?.()).catch(() => {})
+      } catch {
+        // Nothing more to do: the sessions layer has already answered ERR_STORE.
+      }
+    }
+    if (signal?.aborted) cancel()
+    signal?.addEventListener('abort', cancel, { once: true })
     try {
       return (await pending) as Record<string, unknown>[]
+    } catch (error) {
+      // SQLSTATE 54000, program_limit_exceeded: a merged jsonb value past its 255 MiB (a data error, not a 503).
+      if ((error as { code?: unknown } | null)?.code === '54000') {
+        throw new SessionError('ERR_TOO_LARGE', `${NAME}(): a session exceeds a PostgreSQL limit`, {
+          cause: error,
+        })
+      }
+      throw error
     } finally {
-      signal.removeEventListener('abort', cancel)
+      signal?.removeEventListener('abort', cancel)
     }
   }
 
@@ -260,7 +274,7 @@ async function guarded<T>(operation: string, call: () => Promise<T>): Promise<T>
 function checkSize(...texts: string[]): void {
   for (const text of texts) {
     // UTF-8 takes at least a byte per UTF-16 unit and at most three: only texts near the limit are measured.
-    if (text.length * 3 > MAX_JSONB && new TextEncoder().encode(text).length > MAX_JSONB) {
+    if (text.length * 3 > MAX_JSONB && utf8Length(text) > MAX_JSONB) {
       throw new SessionError('ERR_TOO_LARGE', `${NAME}(): a session value exceeds jsonb's 255 MiB limit`)
     }
   }

@@ -195,6 +195,18 @@ describe('postgresStore', () => {
     expect(await store.get(key, ctx())).toEqual(record({ a: 1 }))
   }, 60_000)
 
+  it('maps PostgreSQL’s program_limit_exceeded (a merge past jsonb’s limit) to ERR_TOO_LARGE, other errors as they are', async () => {
+    let fail: Error & { code?: string } = Object.assign(
+      new Error('total size of jsonb object elements exceeds the maximum'),
+      { code: '54000' },
+    )
+    const failing = postgresStore({ sql: { unsafe: () => Promise.reject(fail) } })
+    const tooLarge = await rejection(Promise.resolve(failing.patch(newKey(), patch({ a: 1 }), HOUR, ctx())))
+    expect(isSessionError(tooLarge, 'ERR_TOO_LARGE')).toBe(true)
+    fail = Object.assign(new Error('connection terminated'), { code: '57P01' })
+    expect(await rejection(Promise.resolve(failing.patch(newKey(), patch({ a: 1 }), HOUR, ctx())))).toBe(fail)
+  })
+
   it('migrates twice and concurrently, keeping the rows', async () => {
     const table = nextTable()
     const stores = Array.from({ length: 6 }, () => postgresStore({ sql, table }))
