@@ -134,6 +134,27 @@ describe('postgresStore', () => {
     expect(row?.type).toBe('object')
   })
 
+  it('round-trips numbers jsonb keeps as numeric exactly: extremes, long fractions, large integers', async () => {
+    const { store } = await freshStore()
+    const numbers = {
+      max: Number.MAX_VALUE,
+      tiny: Number.MIN_VALUE,
+      sum: 0.1 + 0.2,
+      big: 1e21,
+      safe: Number.MAX_SAFE_INTEGER,
+      negative: -Number.MAX_SAFE_INTEGER,
+      small: 1.5e-300,
+    }
+    const key = newKey()
+    await store.set(key, record({ numbers }), HOUR, ctx())
+    expect(await store.patch(key, patch({ again: numbers }), HOUR, ctx())).toBe(true)
+    const data = (await store.get(key, ctx()))?.data
+    for (const [name, value] of Object.entries(numbers)) {
+      expect((data?.numbers as Record<string, number>)[name]).toBe(value)
+      expect((data?.again as Record<string, number>)[name]).toBe(value)
+    }
+  })
+
   it('patches 200 keys at once, every one of them awkward', async () => {
     const { store } = await freshStore()
     const key = newKey()
