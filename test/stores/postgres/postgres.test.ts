@@ -148,10 +148,10 @@ describe('postgresStore', () => {
     const key = newKey()
     await store.set(key, record({ numbers }), HOUR, ctx())
     expect(await store.patch(key, patch({ again: numbers }), HOUR, ctx())).toBe(true)
-    const data = (await store.get(key, ctx()))?.data
+    const data = (await store.get(key, ctx()))?.data as Record<string, Record<string, number>> | undefined
     for (const [name, value] of Object.entries(numbers)) {
-      expect((data?.numbers as Record<string, number>)[name]).toBe(value)
-      expect((data?.again as Record<string, number>)[name]).toBe(value)
+      expect(data?.numbers?.[name]).toBe(value)
+      expect(data?.again?.[name]).toBe(value)
     }
   })
 
