@@ -5,13 +5,15 @@
  * session into the cookie itself instead of keeping it in memory. UPSTASH_REDIS_REST_URL and
  * UPSTASH_REDIS_REST_TOKEN keep sessions in Upstash Redis, shared with every instance and runtime. REDIS_URL
  * (redis://127.0.0.1:6379), or REDIS_SENTINELS (host:port,host:port) with REDIS_MASTER_NAME, keep sessions in
- * your own Redis (ioredis).
+ * your own Redis (ioredis). DATABASE_URL=postgres://... keeps sessions in PostgreSQL (postgres.js), in a `sessions`
+ * table created at start.
  */
 
 import { serve } from '@hono/node-server'
 import { createSessions, type SessionStore } from 'edge-session'
 import { cookieStore } from 'edge-session/stores/cookie'
 import { memoryStore } from 'edge-session/stores/memory'
+import { postgresStore } from 'edge-session/stores/postgres'
 import { redisStore } from 'edge-session/stores/redis'
 import { upstashStore } from 'edge-session/stores/upstash'
 import { createDemoApp, type DemoData } from '../shared/app.ts'
@@ -38,6 +40,7 @@ async function chooseStore(): Promise<{ store: SessionStore; storeName: string }
     const redis = new Redis({ url: env.UPSTASH_REDIS_REST_URL, token: env.UPSTASH_REDIS_REST_TOKEN })
     return { store: upstashStore({ redis }), storeName: 'Upstash Redis' }
   }
+  if (/^postgres(ql)?:\/\//.test(env.DATABASE_URL ?? '')) return postgresFromEnv(env.DATABASE_URL ?? '')
   if (env.REDIS_URL || env.REDIS_SENTINELS) {
     // Loaded only when asked for: the other stores need no ioredis installed.
     const { Redis } = await import('ioredis')
@@ -66,6 +69,18 @@ async function chooseStore(): Promise<{ store: SessionStore; storeName: string }
     return { store: redisStore({ client }), storeName: sentinels ? 'Redis (Sentinel)' : 'Redis' }
   }
   return { store: memoryStore(), storeName: 'memory' }
+}
+
+/** PostgreSQL through postgres.js: the table made at start (idempotent), expired rows pruned every minute. */
+async function postgresFromEnv(url: string): Promise<{ store: SessionStore; storeName: string }> {
+  // Loaded only when asked for: postgres is an optional peer dependency.
+  const { default: postgres } = await import('postgres')
+  // Connect attempts give up within storeTimeout, so a request gets a 503 while the database is unreachable.
+  const store = postgresStore({ sql: postgres(url, { connect_timeout: 2, onnotice: () => {} }) })
+  await store.migrate()
+  const prune = () => store.prune().catch((error: Error) => console.warn(`postgres prune: ${error.message}`))
+  setInterval(prune, 60_000).unref()
+  return { store, storeName: 'PostgreSQL' }
 }
 
 const { store, storeName } = await chooseStore()
