@@ -2,6 +2,7 @@
 
 import { SessionError } from '../errors.ts'
 import type { RecordPatch, ServerStore, SessionRecord, SessionTimes, StoreContext } from '../store.ts'
+import { utf8Length } from './shared.ts'
 import { checkPruneLimit, checkTable, metaColumn, rowRecord } from './sql-shared.ts'
 
 /**
@@ -53,11 +54,33 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
   const t = `\`${table}\``
 
   const run = async <T>(sql: string, values: unknown[]): Promise<T> => {
-    try {
-      const [result] = await pool.query(sql, values)
-      return result as T
-    } catch (error) {
-      throw driverError(error)
+    let retried = 0
+    for (;;) {
+      try {
+        const [result] = await pool.query(sql, values)
+        return result as T
+      } catch (error) {
+        const { sqlState, errno } = (error ?? {}) as { sqlState?: unknown; errno?: unknown }
+        // Every statement here is idempotent (an upsert, JSON_SET of given values, a move that answers its own
+        // retry), so two failures are sent again: InnoDB's deadlock victim (1213, rolled back whole, e.g. a
+        // patch meeting prune's range lock), and a connection error, where the server may have closed an idle
+        // pooled connection, or one whose statement passed max_allowed_packet, before the pool noticed.
+        if (retried < 3 && (errno === 1213 || (sqlState === undefined && retried === 0))) {
+          retried++
+          continue
+        }
+        // Past max_allowed_packet the server may close the connection before its error 1153 is read: the limit
+        // is asked only for a large statement that failed so.
+        const size = statementSize(sql, values)
+        if (sqlState === undefined && size > 1024) {
+          const limit = await pool.query('SELECT @@max_allowed_packet AS m').then(
+            ([found]) => Number((found as Array<{ m?: unknown }>)[0]?.m),
+            () => Number.NaN,
+          )
+          if (size > limit) throw tooLarge(error)
+        }
+        throw driverError(error)
+      }
     }
   }
   const rows = (sql: string, values: unknown[]) => run<Array<Record<string, unknown>>>(sql, values)
@@ -231,7 +254,7 @@ async function admin<T>(step: string, work: () => Promise<T>): Promise<T> {
  * string, so JSON.stringify's escaping is theirs.
  */
 function path(key: string): string {
-  return `$.${JSON.stringify(key)}`
+  return `$.${encode(key)}`
 }
 
 // A \uD800-\uDFFF escape not itself escaped: JSON.stringify writes lone surrogates so (RFC 8259 section 8.2), and
@@ -248,6 +271,21 @@ function encode(value: unknown): string {
     )
   }
   return text
+}
+
+function tooLarge(cause: unknown): SessionError {
+  return new SessionError(
+    'ERR_TOO_LARGE',
+    'mysqlStore(): the session is larger than the server accepts (max_allowed_packet)',
+    { cause },
+  )
+}
+
+/** The least size of a statement in bytes, its values unescaped: what max_allowed_packet is compared with. */
+function statementSize(sql: string, values: readonly unknown[]): number {
+  let size = sql.length
+  for (const value of values) size += typeof value === 'string' ? utf8Length(value) : 8
+  return size
 }
 
 /** The driver's code and errno, never its message (which may quote SQL values). */
@@ -267,13 +305,7 @@ function driverError(error: unknown): SessionError {
   const text = typeof message === 'string' ? message : ''
   // 1153: a packet past max_allowed_packet; 1301: a result past it (MariaDB's JSON_SET then answers NULL, which
   // the NOT NULL column refuses: 1048).
-  if (errno === 1153 || errno === 1301 || errno === 1048) {
-    return new SessionError(
-      'ERR_TOO_LARGE',
-      'mysqlStore(): the session is larger than the server accepts (max_allowed_packet)',
-      { cause: error },
-    )
-  }
+  if (errno === 1153 || errno === 1301 || errno === 1048) return tooLarge(error)
   // MySQL 8's 3140 (invalid JSON text); MariaDB's 4025 when its JSON column's CHECK (json_valid) refuses a value.
   if (errno === 3140 || (errno === 4025 && text.startsWith('CONSTRAINT'))) {
     return new SessionError('ERR_SERIALIZE', 'mysqlStore(): the server refused a value as JSON', {
