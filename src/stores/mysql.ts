@@ -22,10 +22,10 @@ export interface MysqlStoreOptions {
 
 /** The MySQL store: a server store with `migrate()` and `prune()`. */
 export interface MysqlStore extends ServerStore {
-  /** Creates the table and its indexes if missing. Idempotent, safe to run concurrently. */
-  migrate(): Promise<void>
+  /** Creates the table and its indexes if missing. Idempotent, safe to run concurrently. (`env` is unused.) */
+  migrate(env?: unknown): Promise<void>
   /** Deletes up to `limit` (default 1000) expired rows, nearest deadlines first; resolves how many. */
-  prune(options?: { limit?: number }): Promise<number>
+  prune(options?: { limit?: number }, env?: unknown): Promise<number>
   count(ctx?: StoreContext): Promise<number>
 }
 

@@ -373,3 +373,66 @@ describe('mysqlStore: max_allowed_packet', () => {
     expect(got?.data.two).toBe(half)
   })
 })
+
+describe('mysqlStore: locks', () => {
+  it('sends a statement InnoDB chose as a deadlock victim (rolled back whole) again, and the patch lands', async () => {
+    let injected = 0
+    const victim: MysqlPool = {
+      query: (sql: string, values?: unknown) => {
+        if (sql.startsWith('UPDATE') && injected < 2) {
+          injected++
+          const error = Object.assign(
+            new Error('Deadlock found when trying to get lock; try restarting transaction'),
+            {
+              code: 'ER_LOCK_DEADLOCK',
+              errno: 1213,
+              sqlState: '40001',
+            },
+          )
+          return Promise.reject(error)
+        }
+        return pool.query(sql, values as never) as never
+      },
+    }
+    const { store } = await fresh({ pool: victim })
+    await store.set('k', record({ a: 1 }), 60_000, ctx())
+    expect(
+      await store.patch('k', { set: set({ b: 2 }), delete: [], flash: [], meta: times }, 60_000, ctx()),
+    ).toBe(true)
+    expect(injected).toBe(2)
+    expect({ ...(await store.get('k', ctx()))?.data }).toEqual({ a: 1, b: 2 })
+  })
+
+  it('fails a commit held by another transaction past storeTimeout with ERR_STORE; the write is whole or absent after', async () => {
+    const { store, table } = await fresh()
+    const sessions = createSessions<Record<string, unknown>>({
+      store,
+      secrets: ['lock-secret-0123456789abcdefghijklmnopqrstu'],
+      storeTimeout: 500,
+    })
+    const jar = new CookieJar()
+    const first = await sessions.load(jar.request())
+    first.set('a', 1)
+    jar.update(await sessions.commit(first, new Response()))
+    const key = await storageKey(first.id)
+
+    const holder = await pool.getConnection()
+    try {
+      await holder.query('BEGIN')
+      await holder.query(`SELECT * FROM ${table} WHERE \`key\` = ? FOR UPDATE`, [key])
+      const s = await sessions.load(jar.request())
+      s.set('b', 2)
+      s.set('c', 3)
+      const started = Date.now()
+      await expect(sessions.commit(s, new Response())).rejects.toMatchObject({ code: 'ERR_STORE' })
+      expect(Date.now() - started).toBeLessThan(2_000)
+    } finally {
+      await holder.query('ROLLBACK')
+      holder.release()
+    }
+    // The statement the sessions layer gave up on may still run once the lock is released: all of it, or none.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const data = { ...(await store.get(key, ctx()))?.data }
+    expect([{ a: 1 }, { a: 1, b: 2, c: 3 }]).toContainEqual(data)
+  })
+})
