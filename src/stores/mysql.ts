@@ -303,9 +303,8 @@ function errorName(error: unknown): string {
 function driverError(error: unknown): SessionError {
   const { errno, message } = (error ?? {}) as { errno?: unknown; message?: unknown }
   const text = typeof message === 'string' ? message : ''
-  // 1153: a packet past max_allowed_packet; 1301: a result past it (MariaDB's JSON_SET then answers NULL, which
-  // the NOT NULL column refuses: 1048).
-  if (errno === 1153 || errno === 1301 || errno === 1048) return tooLarge(error)
+  // 1153: a packet past max_allowed_packet (a merged document past it is still kept and read back whole).
+  if (errno === 1153) return tooLarge(error)
   // MySQL 8's 3140 (invalid JSON text); MariaDB's 4025 when its JSON column's CHECK (json_valid) refuses a value.
   if (errno === 3140 || (errno === 4025 && text.startsWith('CONSTRAINT'))) {
     return new SessionError('ERR_SERIALIZE', 'mysqlStore(): the server refused a value as JSON', {
