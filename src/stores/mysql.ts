@@ -53,7 +53,7 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
   const pool = options.pool
   const t = `\`${table}\``
 
-  const run = async <T>(sql: string, values: unknown[]): Promise<T> => {
+  const run = async <T>(sql: string, values: unknown[], signal?: AbortSignal): Promise<T> => {
     let retried = 0
     for (;;) {
       try {
@@ -65,7 +65,10 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
         // retry), so two failures are sent again: InnoDB's deadlock victim (1213, rolled back whole, e.g. a
         // patch meeting prune's range lock), and a connection error, where the server may have closed an idle
         // pooled connection, or one whose statement passed max_allowed_packet, before the pool noticed.
-        if (retried < 3 && (errno === 1213 || (sqlState === undefined && retried === 0))) {
+        // Not once the sessions layer has given up on the call (storeTimeout): a write it reported as failed
+        // must not be sent again later.
+        const retry = errno === 1213 || (sqlState === undefined && retried === 0)
+        if (retry && retried < 3 && !signal?.aborted) {
           retried++
           continue
         }
@@ -84,8 +87,8 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
     }
   }
   const rows = (sql: string, values: unknown[]) => run<Array<Record<string, unknown>>>(sql, values)
-  const changed = async (sql: string, values: unknown[]) =>
-    (await run<{ affectedRows: number }>(sql, values)).affectedRows
+  const changed = async (sql: string, values: unknown[], signal?: AbortSignal) =>
+    (await run<{ affectedRows: number }>(sql, values, signal)).affectedRows
 
   const read = (row: Record<string, unknown> | undefined): SessionRecord | null =>
     row ? rowRecord(row.data, row.meta, row.flash) : null
@@ -99,7 +102,7 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
       ])
       return read(found[0])
     },
-    async set(key, record, ttl, _ctx, replaces) {
+    async set(key, record, ttl, ctx, replaces) {
       const data = encode(record.data)
       const flash = encode(Object.fromEntries((record.meta.flash ?? []).map((k) => [k, true])))
       const meta = encode(JSON.parse(metaColumn(record.meta)))
@@ -111,6 +114,7 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
            ON DUPLICATE KEY UPDATE data = VALUES(data), flash = VALUES(flash), meta = VALUES(meta),
            deadline = VALUES(deadline), user_key = VALUES(user_key), handle = VALUES(handle)`,
           [key, data, flash, meta, ttl, user, handle],
+          ctx.signal,
         )
         return true
       }
@@ -119,6 +123,7 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
         `UPDATE ${t} SET \`key\` = ?, data = ?, flash = ?, meta = ?, deadline = ${NOW} + ?, user_key = ?, handle = ?
          WHERE \`key\` = ? AND deadline > ${NOW}`,
         [key, data, flash, meta, ttl, user, handle, replaces],
+        ctx.signal,
       ).catch((error: unknown) => {
         // The new key taken: only a retry of this very write can have put it there (the id is fresh).
         if (error instanceof SessionError && (error.cause as { errno?: number })?.errno === 1062) return 0
@@ -129,7 +134,7 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
       const found = await rows(`SELECT 1 AS x FROM ${t} WHERE \`key\` = ? AND deadline > ${NOW}`, [key])
       return found.length > 0
     },
-    async patch(key, patch: RecordPatch, ttl) {
+    async patch(key, patch: RecordPatch, ttl, ctx) {
       const values: unknown[] = []
       const set = Object.keys(patch.set)
       let data = 'data'
@@ -159,20 +164,22 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
            meta = JSON_SET(meta, '$.createdAt', ?, '$.lastSeenAt', ?, '$.expiresAt', ?), deadline = ${NOW} + ?
            WHERE \`key\` = ? AND deadline > ${NOW}`,
           [...values, createdAt, lastSeenAt, expiresAt, ttl, key],
+          ctx.signal,
         )) > 0
       )
     },
-    async touch(key, times: SessionTimes, ttl) {
+    async touch(key, times: SessionTimes, ttl, ctx) {
       return (
         (await changed(
           `UPDATE ${t} SET meta = JSON_SET(meta, '$.createdAt', ?, '$.lastSeenAt', ?, '$.expiresAt', ?),
            deadline = ${NOW} + ? WHERE \`key\` = ? AND deadline > ${NOW}`,
           [times.createdAt, times.lastSeenAt, times.expiresAt, ttl, key],
+          ctx.signal,
         )) > 0
       )
     },
-    async delete(key) {
-      await changed(`DELETE FROM ${t} WHERE \`key\` = ?`, [key])
+    async delete(key, ctx) {
+      await changed(`DELETE FROM ${t} WHERE \`key\` = ?`, [key], ctx.signal)
     },
     async count() {
       const [row] = await rows(`SELECT COUNT(*) AS n FROM ${t} WHERE deadline > ${NOW}`, [])
@@ -194,13 +201,14 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
       const byKey = new Map(found.map((row) => [String(row.key), row]))
       return keys.map((key) => read(byKey.get(key)))
     },
-    async revokeUser(user, keys) {
+    async revokeUser(user, keys, ctx) {
       if (keys.length === 0) return 0
       // Expired rows are left to prune: they are not sessions, so they are not counted as revoked.
-      return changed(`DELETE FROM ${t} WHERE user_key = ? AND \`key\` IN (?) AND deadline > ${NOW}`, [
-        user,
-        keys,
-      ])
+      return changed(
+        `DELETE FROM ${t} WHERE user_key = ? AND \`key\` IN (?) AND deadline > ${NOW}`,
+        [user, keys],
+        ctx.signal,
+      )
     },
     async countUsers() {
       const [row] = await rows(

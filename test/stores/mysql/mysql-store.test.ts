@@ -403,6 +403,43 @@ describe('mysqlStore: locks', () => {
     expect({ ...(await store.get('k', ctx()))?.data }).toEqual({ a: 1, b: 2 })
   })
 
+  it('sends a write that met a connection error once more, unless the sessions layer has given up on it', async () => {
+    let updates = 0
+    let fail = true
+    const dropping: MysqlPool = {
+      query: (sql: string, values?: unknown) => {
+        if (sql.startsWith('UPDATE')) {
+          updates++
+          if (fail) {
+            fail = false
+            return Promise.reject(
+              Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', errno: -104 }),
+            )
+          }
+        }
+        return pool.query(sql, values as never) as never
+      },
+    }
+    const { store } = await fresh({ pool: dropping })
+    await store.set('k', record({ a: 1 }), 60_000, ctx())
+    expect(
+      await store.patch('k', { set: set({ b: 2 }), delete: [], flash: [], meta: times }, 60_000, ctx()),
+    ).toBe(true)
+    expect(updates).toBe(2)
+    expect({ ...(await store.get('k', ctx()))?.data }).toEqual({ a: 1, b: 2 })
+
+    updates = 0
+    fail = true
+    const aborted = new AbortController()
+    aborted.abort()
+    const gaveUp = { env: undefined, signal: aborted.signal }
+    await expect(
+      store.patch('k', { set: set({ c: 3 }), delete: [], flash: [], meta: times }, 60_000, gaveUp),
+    ).rejects.toMatchObject({ code: 'ERR_STORE' })
+    expect(updates).toBe(1)
+    expect({ ...(await store.get('k', ctx()))?.data }).toEqual({ a: 1, b: 2 })
+  })
+
   it('fails a commit held by another transaction past storeTimeout with ERR_STORE; the write is whole or absent after', async () => {
     const { store, table } = await fresh()
     const sessions = createSessions<Record<string, unknown>>({
