@@ -203,6 +203,21 @@ describe('mysqlStore: rows', () => {
     )
   })
 
+  it('reads a damaged row as missing, and a whole-record write replaces it', async () => {
+    const { store, table } = await fresh()
+    const deadline = "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000) + 60000"
+    await pool.query(
+      `INSERT INTO ${table} (\`key\`, data, flash, meta, deadline) VALUES
+       ('array', '[1]', '{}', '{"createdAt":1,"lastSeenAt":1,"expiresAt":1}', ${deadline}),
+       ('nometa', '{"a":1}', '{}', '{"createdAt":"x"}', ${deadline})`,
+    )
+    expect(await store.get('array', ctx())).toBeNull()
+    expect(await store.get('nometa', ctx())).toBeNull()
+    expect(await store.getMany?.(['array', 'nometa'], ctx())).toEqual([null, null])
+    await store.set('array', record({ b: 2 }), 60_000, ctx())
+    expect({ ...(await store.get('array', ctx()))?.data }).toEqual({ b: 2 })
+  })
+
   it('never recreates a destroyed or expired row by a patch or a touch', async () => {
     const { store } = await fresh()
     await store.set('gone', record({ a: 1 }), 60_000, ctx())
