@@ -5,8 +5,9 @@
  * session into the cookie itself instead of keeping it in memory. UPSTASH_REDIS_REST_URL and
  * UPSTASH_REDIS_REST_TOKEN keep sessions in Upstash Redis, shared with every instance and runtime. REDIS_URL
  * (redis://127.0.0.1:6379), or REDIS_SENTINELS (host:port,host:port) with REDIS_MASTER_NAME, keep sessions in
- * your own Redis (ioredis). DATABASE_URL=postgres://... keeps sessions in PostgreSQL (postgres.js), in a `sessions`
- * table created at start.
+ * your own Redis (ioredis). DATABASE_URL=postgres://... keeps sessions in PostgreSQL (postgres.js), and
+ * DATABASE_URL=mysql://user:password@host:3306/db in MySQL or MariaDB (mysql2): the table is created at start,
+ * and expired rows are pruned every minute.
  */
 
 import { serve } from '@hono/node-server'
@@ -67,6 +68,18 @@ async function chooseStore(): Promise<{ store: SessionStore; storeName: string }
     client.on('error', (error: Error) => console.warn(`redis: ${error.message}`))
     await client.connect()
     return { store: redisStore({ client }), storeName: sentinels ? 'Redis (Sentinel)' : 'Redis' }
+  }
+  if (env.DATABASE_URL?.startsWith('mysql://')) {
+    // Loaded only when asked for: mysql2 is an optional peer dependency.
+    const { createPool } = await import('mysql2/promise')
+    const { mysqlStore } = await import('edge-session/stores/mysql')
+    const store = mysqlStore({ pool: createPool({ uri: env.DATABASE_URL, connectTimeout: 2_000 }) })
+    await store.migrate()
+    setInterval(
+      () => store.prune().catch((error: Error) => console.warn(`prune: ${error.message}`)),
+      60_000,
+    ).unref()
+    return { store, storeName: 'MySQL' }
   }
   return { store: memoryStore(), storeName: 'memory' }
 }
