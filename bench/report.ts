@@ -163,7 +163,7 @@ ${perRequestTable(result)}
 Upstash runs through a local endpoint speaking the Upstash REST protocol to a real redis-server on this
 machine, so its figures are loopback round trips, not a real network's. MySQL (MariaDB) and PostgreSQL run
 from Debian's packages on this machine, through mysql2 and postgres.js over loopback; D1 is Miniflare's, in the
-measuring process. Peers are configured as their
+measuring process, where every call crosses from Node to workerd and back: its figure is mostly that bridge. Peers are configured as their
 READMEs advise: hono-sessions with an \`encryptionKey\` and \`expireAfterSeconds\`, @hono/session with
 \`duration\`, iron-session through a cookie jar over Hono's cookie helpers.
 
@@ -172,8 +172,9 @@ READMEs advise: hono-sessions with an \`encryptionKey\` and \`expireAfterSeconds
 ${targetsTable(result)}
 
 "Faster than every peer" compares rows of the same store kind (memory with memory, sealed cookie with sealed
-cookie) and the same request kind; no peer keeps sessions in Upstash, so that row has no counterpart. A sealed
-cookie write is two Web Crypto calls in sequence (encrypt, then MAC); see the micro figures for what one costs here.
+cookie) and the same request kind; no peer keeps sessions in Upstash or SQL, so those rows have no counterpart.
+A sealed cookie write is two Web Crypto calls in sequence (encrypt, then MAC); see the micro figures for what one
+costs here.
 
 ## Store round trips per request
 
