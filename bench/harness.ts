@@ -13,6 +13,7 @@ import { type HttpOptions, type HttpRow, measureHttp } from './http.ts'
 import { type MicroOptions, type MicroRow, measureMicro } from './micro.ts'
 import { combineProcesses, type PairedOptions, type SubjectFigures } from './paired.ts'
 import { countRoundTrips, type RoundTripRow } from './round-trips.ts'
+import { openSqlStores, type RunningSqlServers, type SqlServers, startSqlServers } from './sql.ts'
 
 export interface BenchOptions {
   /** `processes`: how many processes measure every subject, one after another (each all subjects, paired). */
@@ -25,6 +26,8 @@ export interface BenchOptions {
   roundTripRepeat: number
   /** Subject ids to measure (the baseline always is); all when absent. */
   only?: readonly string[]
+  /** False leaves out the SQL stores (MariaDB, PostgreSQL, D1 through Miniflare); they are in by default. */
+  sql?: boolean
   log?: (line: string) => void
 }
 
@@ -135,9 +138,17 @@ export function checkTargets(rows: readonly SubjectFigures[]): TargetCheck[] {
 }
 
 /** Runs the paired measurement of every subject in a process of its own (bench/paired-child.ts). */
-function measureInProcess(options: BenchOptions, log: (line: string) => void): Promise<SubjectFigures[]> {
+function measureInProcess(
+  options: BenchOptions,
+  sql: SqlServers | undefined,
+  log: (line: string) => void,
+): Promise<SubjectFigures[]> {
   const { processes: _, ...paired } = options.paired
-  const argument = JSON.stringify({ paired, ...(options.only ? { only: options.only } : {}) })
+  const argument = JSON.stringify({
+    paired,
+    ...(options.only ? { only: options.only } : {}),
+    ...(sql ? { sql: { mysqlUrl: sql.mysqlUrl, postgresUrl: sql.postgresUrl } } : {}),
+  })
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/paired-child.ts', argument], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -169,22 +180,37 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const started = performance.now()
   const startedAt = new Date().toISOString()
   const loadStart = loadavg()[0] as number
-  log(`per-request cost, paired with the baseline, in ${options.paired.processes} processes...`)
-  const runs: SubjectFigures[][] = []
-  for (let i = 0; i < options.paired.processes; i++) {
-    runs.push(await measureInProcess(options, log))
-    log(`process ${i + 1}/${options.paired.processes} done`)
+  const sqlSubjects = ['edge-mysql', 'edge-postgres', 'edge-d1']
+  const wantSql =
+    options.sql !== false &&
+    (options.roundTripRepeat > 0 || !options.only || options.only.some((id) => sqlSubjects.includes(id)))
+  let sql: RunningSqlServers | undefined
+  if (wantSql) {
+    log('starting MariaDB and PostgreSQL...')
+    sql = await startSqlServers()
   }
-  const paired = combineProcesses(runs)
+  let paired: SubjectFigures[]
   let roundTrips: RoundTripRow[] | null = null
-  if (options.roundTripRepeat > 0) {
-    log('store round trips...')
-    const upstash = await startLocalUpstash()
-    try {
-      roundTrips = await countRoundTrips(upstash, options.roundTripRepeat)
-    } finally {
-      await upstash.stop()
+  try {
+    log(`per-request cost, paired with the baseline, in ${options.paired.processes} processes...`)
+    const runs: SubjectFigures[][] = []
+    for (let i = 0; i < options.paired.processes; i++) {
+      runs.push(await measureInProcess(options, sql, log))
+      log(`process ${i + 1}/${options.paired.processes} done`)
     }
+    paired = combineProcesses(runs)
+    if (options.roundTripRepeat > 0) {
+      log('store round trips...')
+      const upstash = await startLocalUpstash()
+      const stores = sql ? await openSqlStores(sql, 'bench_round_trips') : undefined
+      try {
+        roundTrips = await countRoundTrips(upstash, options.roundTripRepeat, stores)
+      } finally {
+        await Promise.all([upstash.stop(), stores?.close()])
+      }
+    }
+  } finally {
+    await sql?.stop()
   }
   let micro: MicroRow[] | null = null
   if (options.micro) {

@@ -65,10 +65,10 @@ export function microTable(result: BenchResult): string | null {
   )
 }
 
-export function markdown(result: BenchResult, command: string): string {
-  const { machine, options } = result
-  const date = result.startedAt.slice(0, 10)
-  const roundTrips =
+/** The round trips per request kind, per store. */
+function roundTripTable(result: BenchResult): string | null {
+  const withSql = result.roundTrips?.some((row) => row.sql) ?? false
+  return (
     result.roundTrips &&
     table(
       [
@@ -76,6 +76,7 @@ export function markdown(result: BenchResult, command: string): string {
         'What it does',
         'Memory store calls',
         'Upstash HTTP requests (Redis commands)',
+        ...(withSql ? ['MySQL statements', 'PostgreSQL statements', 'D1 calls'] : []),
         'Cookie store',
       ],
       result.roundTrips.map((row) => [
@@ -83,9 +84,19 @@ export function markdown(result: BenchResult, command: string): string {
         row.request,
         row.memory.calls === 0 ? '0' : `${row.memory.calls} (${row.memory.methods})`,
         `${row.upstash.requests} (${row.upstash.commands})`,
+        ...(withSql
+          ? [String(row.sql?.mysql ?? '–'), String(row.sql?.postgres ?? '–'), String(row.sql?.d1 ?? '–')]
+          : []),
         row.cookie ?? '0',
       ]),
     )
+  )
+}
+
+export function markdown(result: BenchResult, command: string): string {
+  const { machine, options } = result
+  const date = result.startedAt.slice(0, 10)
+  const roundTrips = roundTripTable(result)
   const micro = microTable(result)
   const http = result.http
     ? table(
@@ -150,7 +161,9 @@ ${perRequestTable(result)}
 
 "Cookie bytes" is the \`Cookie\` header the browser sends back (user name and count in the session).
 Upstash runs through a local endpoint speaking the Upstash REST protocol to a real redis-server on this
-machine, so its figures are loopback round trips, not a real network's. Peers are configured as their
+machine, so its figures are loopback round trips, not a real network's. MySQL (MariaDB) and PostgreSQL run
+from Debian's packages on this machine, through mysql2 and postgres.js over loopback; D1 is Miniflare's, in the
+measuring process, where every call crosses from Node to workerd and back: its figure is mostly that bridge. Peers are configured as their
 READMEs advise: hono-sessions with an \`encryptionKey\` and \`expireAfterSeconds\`, @hono/session with
 \`duration\`, iron-session through a cookie jar over Hono's cookie helpers.
 
@@ -159,14 +172,18 @@ READMEs advise: hono-sessions with an \`encryptionKey\` and \`expireAfterSeconds
 ${targetsTable(result)}
 
 "Faster than every peer" compares rows of the same store kind (memory with memory, sealed cookie with sealed
-cookie) and the same request kind; no peer keeps sessions in Upstash, so that row has no counterpart. A sealed
-cookie write is two Web Crypto calls in sequence (encrypt, then MAC); see the micro figures for what one costs here.
+cookie) and the same request kind; no peer keeps sessions in Upstash or SQL, so those rows have no counterpart.
+A sealed cookie write is two Web Crypto calls in sequence (encrypt, then MAC); see the micro figures for what one
+costs here.
 
 ## Store round trips per request
 
 Counted, not estimated: the calls the sessions layer made to a counting wrapper of the memory store, and the HTTP
 requests the Upstash store sent to the endpoint (which counts them, with the Redis commands they carried). Each
 kind ran ${options.roundTripRepeat} times with the same count. A sealed cookie store has no store to call.
+The SQL columns count what each store's driver was asked to do: statements sent through the mysql2 pool
+(\`query\`) or postgres.js (\`unsafe\`), and for D1 each \`batch()\` (one request, its statements in one
+transaction) or statement run on its own (\`first\`, \`all\`, \`run\`).
 
 ${roundTrips ?? '_Not run._'}
 
@@ -213,6 +230,8 @@ ${versions}.
 /** The lines `npm run bench` prints. */
 export function summary(result: BenchResult): string {
   const lines = [perRequestTable(result), '', targetsTable(result)]
+  const trips = roundTripTable(result)
+  if (trips) lines.push('', trips)
   const micro = microTable(result)
   if (micro) lines.push('', micro)
   if (result.http) {

@@ -1,6 +1,7 @@
 /**
  * @module Store round trips per kind of request, counted: calls the sessions layer makes to the memory store (a
- * counting wrapper), and HTTP requests the Upstash store sends to the local endpoint (its own counter).
+ * counting wrapper), HTTP requests the Upstash store sends to the local endpoint (its own counter), and with the
+ * SQL stores, the statements they send (MySQL, PostgreSQL) or the D1 calls they make (see `bench/sql.ts`).
  */
 
 import { createSessions, type ServerStore, type Sessions } from 'edge-session'
@@ -10,6 +11,7 @@ import { countingStore } from '../test/support/counting-store.ts'
 import { CookieJar, manualClock } from '../test/support/jar.ts'
 import type { LocalUpstash } from '../test/support/local-upstash.ts'
 import { Client } from './requests.ts'
+import type { CountedStore, SqlStores } from './sql.ts'
 import { edgeSessionApp, type Subject } from './subjects.ts'
 
 /** One kind of request, and what it cost each store. */
@@ -23,7 +25,17 @@ export interface RoundTripRow {
   upstash: { requests: number; commands: number }
   /** What the sealed cookie store does: no store call (`0`), or the call is unsupported there. */
   cookie?: string
+  /** Statements sent per request (MySQL, PostgreSQL) and D1 round trips (a `batch()` or a lone statement). */
+  sql?: SqlTrips
 }
+
+export interface SqlTrips {
+  mysql: number
+  postgres: number
+  d1: number
+}
+
+const SQL_NAMES = ['mysql', 'postgres', 'd1'] as const
 
 interface Step {
   kind: string
@@ -168,11 +180,31 @@ function subjectOf(id: string, fetch: (request: Request) => Response | Promise<R
   return { id, library: 'edge-session', store: 'memory', label: id, fetch }
 }
 
+/** A SQL store with an app and a clock of its own, for the counter-app steps. */
+function sqlSubjects(sql: SqlStores | undefined) {
+  return SQL_NAMES.map((name) => {
+    const counted = sql?.[name] as CountedStore<ServerStore> | undefined
+    if (!counted) return undefined
+    const clock = manualClock(Date.now())
+    return { name, counted, clock, app: edgeSessionApp(counted.store, clock.now) }
+  }).filter((entry) => entry !== undefined)
+}
+
 /**
- * Runs every kind of request `repeat` times against edge-session on the memory store and on the Upstash store,
- * counting store round trips. A kind whose count differs between repetitions throws: counts are not averages.
+ * Runs every kind of request `repeat` times against edge-session on the memory store, on the Upstash store and,
+ * with `sql`, on the SQL stores, counting store round trips. A kind whose count differs between repetitions
+ * throws: counts are not averages.
  */
-export async function countRoundTrips(upstash: LocalUpstash, repeat = 3): Promise<RoundTripRow[]> {
+export async function countRoundTrips(
+  upstash: LocalUpstash,
+  repeat = 3,
+  sql?: SqlStores,
+): Promise<RoundTripRow[]> {
+  const sqlApps = sqlSubjects(sql)
+  const sqlSessions = sqlApps.map((entry) => ({
+    ...entry,
+    sessions: sessionsOver(entry.counted.store, entry.clock.now),
+  }))
   const memoryClock = manualClock(Date.now())
   const memory = countingStore(memoryStore())
   const memoryApp = edgeSessionApp(memory, memoryClock.now)
@@ -199,13 +231,23 @@ export async function countRoundTrips(upstash: LocalUpstash, repeat = 3): Promis
       const requests = upstash.endpoint.requestCount
       const commands = upstash.endpoint.commandCount
 
+      let trips: SqlTrips | undefined
+      for (const { name, counted, clock, app } of sqlApps) {
+        const client = new Client(subjectOf(name, app.fetch))
+        await step.prepare(client, clock)
+        counted.reset()
+        await step.run(client)
+        trips = { ...(trips ?? { mysql: 0, postgres: 0, d1: 0 }), [name]: counted.count }
+      }
+
       row = {
         kind: step.kind,
         request: step.request,
         memory: { calls: methods.length, methods: methods.join(', ') },
         upstash: { requests, commands },
+        ...(trips ? { sql: trips } : {}),
       }
-      counts.add(JSON.stringify([row.memory, row.upstash]))
+      counts.add(JSON.stringify([row.memory, row.upstash, row.sql]))
     }
     if (counts.size !== 1 || !row) {
       throw new Error(`round trips of "${step.kind}" differ between repetitions: ${[...counts].join(' / ')}`)
@@ -231,15 +273,28 @@ export async function countRoundTrips(upstash: LocalUpstash, repeat = 3): Promis
       const upstashDevices = await devicesOf(upstashSessions, user, step.devices)
       upstash.endpoint.resetCounts()
       await step.run(upstashSessions, upstashDevices)
+      const upstashTrips = {
+        requests: upstash.endpoint.requestCount,
+        commands: upstash.endpoint.commandCount,
+      }
+
+      let trips: SqlTrips | undefined
+      for (const { name, counted, sessions } of sqlSessions) {
+        const devices = await devicesOf(sessions, user, step.devices)
+        counted.reset()
+        await step.run(sessions, devices)
+        trips = { ...(trips ?? { mysql: 0, postgres: 0, d1: 0 }), [name]: counted.count }
+      }
       row = {
         kind: step.kind,
         request: step.request,
         memory: { calls: methods.length, methods: methods.join(', ') },
-        upstash: { requests: upstash.endpoint.requestCount, commands: upstash.endpoint.commandCount },
+        upstash: upstashTrips,
+        ...(trips ? { sql: trips } : {}),
         // setUser seals the user into the cookie; listing, revoking and counting need a server record.
         cookie: step.kind.startsWith('login') ? '0' : 'ERR_UNSUPPORTED',
       }
-      counts.add(JSON.stringify([row.memory, row.upstash]))
+      counts.add(JSON.stringify([row.memory, row.upstash, row.sql]))
     }
     if (counts.size !== 1 || !row) {
       throw new Error(`round trips of "${step.kind}" differ between repetitions: ${[...counts].join(' / ')}`)

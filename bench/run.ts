@@ -4,6 +4,7 @@
  * Options: `--rounds N` (paired rounds per process), `--processes N` (processes that each measure every subject),
  * `--quick` (few rounds, short HTTP runs: a check, not figures to keep),
  * `--only id,id` (subjects to pair with the baseline), `--no-http`, `--no-micro`, `--no-round-trips`,
+ * `--no-sql` (leaves out the SQL stores and the database servers they need),
  * `--out FILE` (default BENCHMARKS.md), `--no-write`. Only a run with the default options writes
  * BENCHMARKS.md; any other writes only the file `--out` names. The chart goes to `docs/benchmarks.svg` beside it.
  * `--chart-only` measures nothing: it redraws the chart from the table already in the `--out` file.
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     'no-http': { type: 'boolean', default: false },
     'no-micro': { type: 'boolean', default: false },
     'no-round-trips': { type: 'boolean', default: false },
+    'no-sql': { type: 'boolean', default: false },
     out: { type: 'string', default: 'BENCHMARKS.md' },
     'no-write': { type: 'boolean', default: false },
     'chart-only': { type: 'boolean', default: false },
@@ -67,6 +69,7 @@ if (values.processes !== undefined) {
 if (values['no-http']) options.http = false
 if (values['no-micro']) options.micro = false
 if (values['no-round-trips']) options.roundTripRepeat = 0
+if (values['no-sql']) options.sql = false
 if (values.only) options.only = values.only.split(',')
 options.log = (line) => console.error(line)
 
@@ -77,7 +80,8 @@ const partial =
   values.processes !== undefined ||
   values['no-http'] ||
   values['no-micro'] ||
-  values['no-round-trips']
+  values['no-round-trips'] ||
+  values['no-sql']
 const result = await runBench(options)
 console.log(summary(result))
 if (values['no-write'] || (partial && values.out === 'BENCHMARKS.md')) {

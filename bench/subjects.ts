@@ -19,6 +19,7 @@ import {
 } from 'hono-sessions'
 import { getIronSession, type CookieJar as IronCookieJar } from 'iron-session'
 import { type LocalUpstash, startLocalUpstash } from '../test/support/local-upstash.ts'
+import { openSqlStores, type SqlServers } from './sql.ts'
 
 /** What the counter app keeps in its session. */
 export interface CounterData {
@@ -29,7 +30,7 @@ export interface CounterData {
 /** The library a subject runs on. */
 export type Library = 'none' | 'edge-session' | '@hono/session' | 'hono-sessions' | 'iron-session'
 /** Where its sessions live: peers are compared with edge-session on the same kind of store. */
-export type StoreKind = 'none' | 'memory' | 'cookie' | 'upstash'
+export type StoreKind = 'none' | 'memory' | 'cookie' | 'upstash' | 'mysql' | 'postgres' | 'd1'
 
 export interface Subject {
   /** Stable id, used in results and tests. */
@@ -228,10 +229,18 @@ function ironSessionApp(): Hono {
 
 /**
  * Builds every subject. The Upstash subject talks to a throwaway redis-server through the local Upstash REST
- * endpoint, both started here and stopped by `close()`.
+ * endpoint, both started here and stopped by `close()`. With `sql` (servers the caller started and stops), the
+ * MySQL, PostgreSQL and D1 (Miniflare, in this process) subjects too.
  */
-export async function createSubjects(): Promise<Subjects> {
+export async function createSubjects(sql?: SqlServers): Promise<Subjects> {
   const upstash = await startLocalUpstash()
+  let stores: Awaited<ReturnType<typeof openSqlStores>> | undefined
+  try {
+    stores = sql ? await openSqlStores(sql, 'bench_sessions') : undefined
+  } catch (error) {
+    await upstash.stop()
+    throw error
+  }
   const subject = (id: string, library: Library, store: StoreKind, label: string, app: Hono): Subject => ({
     id,
     library,
@@ -256,6 +265,31 @@ export async function createSubjects(): Promise<Subjects> {
       'edge-session, Upstash (local endpoint)',
       edgeSessionApp(upstashStore({ redis: upstash.client(), prefix: 'bench:' })),
     ),
+    ...(stores
+      ? [
+          subject(
+            'edge-mysql',
+            'edge-session',
+            'mysql',
+            'edge-session, MySQL (MariaDB, loopback)',
+            edgeSessionApp(stores.mysql.store),
+          ),
+          subject(
+            'edge-postgres',
+            'edge-session',
+            'postgres',
+            'edge-session, PostgreSQL (loopback)',
+            edgeSessionApp(stores.postgres.store),
+          ),
+          subject(
+            'edge-d1',
+            'edge-session',
+            'd1',
+            'edge-session, D1 (Miniflare)',
+            edgeSessionApp(stores.d1.store),
+          ),
+        ]
+      : []),
     subject(
       'hono-session-memory',
       '@hono/session',
@@ -280,5 +314,11 @@ export async function createSubjects(): Promise<Subjects> {
     ),
     subject('iron-session', 'iron-session', 'cookie', 'iron-session', ironSessionApp()),
   ]
-  return { list, upstash, close: () => upstash.stop() }
+  return {
+    list,
+    upstash,
+    close: async () => {
+      await Promise.all([upstash.stop(), stores?.close()])
+    },
+  }
 }

@@ -12,6 +12,9 @@ const SUBJECTS = [
   'edge-memory',
   'edge-cookie',
   'edge-upstash',
+  'edge-mysql',
+  'edge-postgres',
+  'edge-d1',
   'hono-session-memory',
   'hono-session-cookie',
   'hono-sessions-memory',
@@ -20,7 +23,7 @@ const SUBJECTS = [
 ]
 
 describe('npm run bench, one tiny round', () => {
-  it('measures every subject, counts round trips, and writes every table', { timeout: 180_000 }, async () => {
+  it('measures every subject, counts round trips, and writes every table', { timeout: 240_000 }, async () => {
     const result = await runBench({
       paired: { processes: 2, rounds: 1, batchMs: 1, warmup: 3, minBatch: 2, maxBatch: 4 },
       micro: { rounds: 1, cryptoOps: 2, fastOps: 10 },
@@ -55,6 +58,17 @@ describe('npm run bench, one tiny round', () => {
     expect(trips.regenerate?.memory.methods).toBe('get, set')
     expect(trips.regenerate?.upstash.requests).toBe(2)
     expect(trips.destroy?.memory.methods).toBe('get, delete')
+    // The SQL stores, counted at their drivers: one statement (or D1 call) per store call, a regenerate's
+    // delete-and-insert included (one statement, or one D1 batch).
+    for (const [kind, expected] of [
+      ['anonymous', 0],
+      ['read-only', 1],
+      ['changing', 2],
+      ['regenerate', 2],
+      ['list user sessions', 2],
+    ] as const) {
+      expect(trips[kind]?.sql, kind).toEqual({ mysql: expected, postgres: expected, d1: expected })
+    }
 
     const micro = new Map((result.micro ?? []).map((row) => [row.name, row.us]))
     for (const name of [
@@ -93,6 +107,7 @@ describe('npm run bench, one tiny round', () => {
       expect(text).toContain(heading)
     }
     expect(text).toContain(result.machine.node)
+    expect(text).toContain('| MySQL statements | PostgreSQL statements | D1 calls |')
 
     // The chart: every subject with its read and write bars, linked above the tables; and `--chart-only`
     // reads back from the Markdown the figures the chart was drawn from.
