@@ -176,6 +176,19 @@ cookie) and the same request kind; no peer keeps sessions in Upstash or SQL, so 
 A sealed cookie write is two Web Crypto calls in sequence (encrypt, then MAC); see the micro figures for what one
 costs here.
 
+## The store contract before and after the restructuring
+
+Measured once, when the sessions layer was split into modules and the store contract became \`T | Promise<T>\`
+(no hidden fast path: a plain answer from the memory store is taken with no timer and no await). Commit 6c6b316
+(before) and the restructured code with sessions per user (after), three alternating runs each of
+\`npm run bench -- --rounds 21 --processes 3 --no-http --no-round-trips --no-micro --only edge-memory --no-write\`
+on 2026-12-01, other work sharing the machine; each figure is that run's median ratio to the baseline:
+
+| Memory store | Before (3 runs)     | Median | After (3 runs)      | Median |
+| ------------ | ------------------- | -----: | ------------------- | -----: |
+| read         | 1.50x, 1.42x, 1.26x |  1.42x | 1.48x, 1.40x, 1.23x |  1.40x |
+| write        | 1.60x, 1.61x, 1.57x |  1.60x | 1.55x, 1.67x, 1.60x |  1.60x |
+
 ## Store round trips per request
 
 Counted, not estimated: the calls the sessions layer made to a counting wrapper of the memory store, and the HTTP
