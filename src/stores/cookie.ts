@@ -93,47 +93,25 @@ class IronSealer implements Sealer {
 
   /** Cheap and synchronous: whether `value` has the shape of a seal this sealer writes (no crypto). */
   isWellFormed(value: string): boolean {
-    const parts = value.split('*')
-    if (parts.length !== 8) return false
-    const [prefix, id, encryptionSalt, ivText, encryptedText, expiration, integritySalt, macText] = parts as [
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-    ]
+    const seal = sealParts(value)
     return (
-      prefix === macPrefix &&
-      expiration === '' &&
-      HEX.test(id) &&
-      HEX.test(encryptionSalt) &&
-      HEX.test(integritySalt) &&
-      ivText.length === 22 &&
-      macText.length === 43 &&
-      encryptedText.length > 0 &&
-      isCanonicalBase64url(ivText) &&
-      isCanonicalBase64url(macText) &&
-      isCanonicalBase64url(encryptedText)
+      seal !== null &&
+      HEX.test(seal.id) &&
+      HEX.test(seal.encryptionSalt) &&
+      HEX.test(seal.integritySalt) &&
+      seal.ivText.length === 22 &&
+      seal.macText.length === 43 &&
+      seal.encryptedText.length > 0 &&
+      isCanonicalBase64url(seal.ivText) &&
+      isCanonicalBase64url(seal.macText) &&
+      isCanonicalBase64url(seal.encryptedText)
     )
   }
 
   async unseal(value: string): Promise<{ session: SealedSession; rotated: boolean } | null> {
-    const parts = value.split('*')
-    if (parts.length !== 8) return null
-    const [prefix, id, encryptionSalt, ivText, encryptedText, expiration, integritySalt, macText] = parts as [
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-    ]
-    if (prefix !== macPrefix || expiration !== '') return null
+    const seal = sealParts(value)
+    if (!seal) return null
+    const { prefix, id, encryptionSalt, ivText, encryptedText, integritySalt, macText } = seal
     const all = await this.#derive()
     const index = all.findIndex((keys) => keys.id === id)
     const keys = all[index]
@@ -164,6 +142,24 @@ class IronSealer implements Sealer {
       return null
     }
   }
+}
+
+/** The parts of an iron seal as this sealer writes it (`Fe26.2`, no expiration), or null. */
+function sealParts(value: string) {
+  const parts = value.split('*')
+  if (parts.length !== 8) return null
+  const [prefix, id, encryptionSalt, ivText, encryptedText, expiration, integritySalt, macText] = parts as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ]
+  if (prefix !== macPrefix || expiration !== '') return null
+  return { prefix, id, encryptionSalt, ivText, encryptedText, integritySalt, macText }
 }
 
 async function deriveKeys(secret: string): Promise<SecretKeys> {
