@@ -44,7 +44,7 @@ const NOW = "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)
  *
  * @example
  * ```ts
- * const store = mysqlStore({ pool: createPool(process.env.DATABASE_URL) })
+ * const store = mysqlStore({ pool: createPool(databaseUrl) })
  * await store.migrate()
  * ```
  */

@@ -47,7 +47,7 @@ const NOW = `(extract(epoch from statement_timestamp()) * 1000)::bigint`
  * @param options `sql`, the client; `table`, default `'sessions'`.
  * @example
  * ```ts
- * const store = postgresStore({ sql: postgres(process.env.DATABASE_URL) })
+ * const store = postgresStore({ sql: postgres(databaseUrl) })
  * await store.migrate()
  * ```
  * @see `docs/postgres.md` for the schema, the escaping, pruning and adapters.

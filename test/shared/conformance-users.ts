@@ -188,6 +188,32 @@ export function describeUserSessions(options: UserSuiteOptions): void {
       expect((await sessions.listUserSessions('ada', env())).map((s) => s.handle)).toEqual([session.handle])
     })
 
+    it('takes any user id, label and User-Agent as data: quotes, SQL, prototype names, unicode', async () => {
+      const { sessions, visit, login, inner } = await setup()
+      const hostile = [
+        '__proto__',
+        `a'b"c\\d; DROP TABLE sessions; --`,
+        'ключ 🍣 \u2028',
+        'x'.repeat(1024),
+        ' ',
+      ]
+      // A header value is Latin-1 (ByteString): the hostile agent is ASCII, quotes and all, past 256 characters.
+      const agent = `UA "a'b" \\ ; <script> ${'y'.repeat(300)}`
+      for (const id of hostile) {
+        const { jar, session } = await login(id, agent, `label ${id}`)
+        expect((await visit(jar, (s) => s.userId)).result).toBe(id)
+        const [listed, ...rest] = await sessions.listUserSessions(id, env())
+        expect(rest).toEqual([])
+        expect(listed?.handle).toBe(session.handle)
+        expect(listed?.label).toBe(`label ${id}`.slice(0, 128))
+        expect(listed?.userAgent).toBe(agent.slice(0, 256))
+      }
+      if (inner.kind !== 'cookie' && inner.countUsers)
+        expect(await sessions.countUsers(env())).toBe(hostile.length)
+      expect(await sessions.revokeUserSessions(hostile[1] as string, {}, env())).toBe(1)
+      expect(await sessions.listUserSessions(hostile[0] as string, env())).toHaveLength(1)
+    })
+
     it('unbinds with setUser(null): a new id, and the session leaves the list', async () => {
       const { sessions, visit, login } = await setup()
       const { jar, session } = await login('u')
