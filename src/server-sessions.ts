@@ -4,7 +4,14 @@
  */
 
 import { MAX_COOKIE_CANDIDATES, readCookies } from './cookie.ts'
-import { createSessionId, hashKey, IdSigner, isSignedIdShape, type VerifiedId } from './crypto.ts'
+import {
+  BoundedCache,
+  createSessionId,
+  hashKey,
+  IdSigner,
+  isSignedIdShape,
+  type VerifiedId,
+} from './crypto.ts'
 import { SessionError } from './errors.ts'
 import { Lifetimes, timesOf } from './lifetimes.ts'
 import type { ResolvedSessionsOptions } from './options.ts'
@@ -36,6 +43,8 @@ export class ServerSessions<Data extends object> {
   readonly #lifetimes: Lifetimes
   readonly #cookies: SetCookieWriter
   readonly #users: UserSessions
+  /** Storage key → the handle derived for a record without one (see `#legacyHandle`). */
+  readonly #legacyHandles = new BoundedCache<string>(10_000)
 
   constructor(options: ResolvedSessionsOptions, store: ServerStore, secrets: readonly string[]) {
     this.options = options
@@ -80,7 +89,7 @@ export class ServerSessions<Data extends object> {
         info,
         binding,
         record.data,
-        handle ?? (await legacyHandle(verified.key)),
+        handle ?? this.#legacyHandles.get(verified.key) ?? (await this.#legacyHandle(verified.key)),
       )
       return this.#wrap(state)
     }
@@ -184,6 +193,16 @@ export class ServerSessions<Data extends object> {
 
   countUsers(env?: unknown): Promise<number> {
     return this.#users.count(env)
+  }
+
+  /**
+   * The derived handle of a record written before handles existed, remembered: such a record keeps having no
+   * handle while it is only patched, and a digest on each of its requests would be crypto on the hot path.
+   */
+  async #legacyHandle(key: string): Promise<string> {
+    const handle = await legacyHandle(key)
+    this.#legacyHandles.set(key, handle)
+    return handle
   }
 
   #wrap(state: SessionState): Session<Data> {

@@ -9,7 +9,7 @@ import {
 } from 'edge-session'
 import { cookieStore } from 'edge-session/stores/cookie'
 import { memoryStore } from 'edge-session/stores/memory'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { hashKey } from '../../src/crypto.ts'
 import { countingStore } from '../support/counting-store.ts'
 import { CookieJar, manualClock } from '../support/jar.ts'
@@ -283,6 +283,33 @@ describe('strict loading', () => {
     const loaded = await sessions.load(new Request('https://app.example/', { headers: { cookie: header } }))
     expect(loaded.id).toBe(session.id)
     expect(loaded.get('user')).toBe('ada')
+  })
+})
+
+describe('a record written before handles existed', () => {
+  it('gets a stable handle derived from its key, computed once, not on every request', async () => {
+    const { sessions, store, clock } = setup()
+    const jar = new CookieJar()
+    await roundTrip(sessions, jar, (s) => s.set('a', 1))
+    // Drop the handle from the stored record, as a record from before the feature has none.
+    const [key] = [...(store as unknown as { calls: { key?: string }[] }).calls].map((c) => c.key)
+    const stored = await store.get(key as string, { env: undefined, signal: new AbortController().signal })
+    if (!stored) throw new Error('no record')
+    const { handle: _, ...meta } = stored.meta
+    await store.set(key as string, { data: stored.data, meta }, 60_000, {
+      env: undefined,
+      signal: new AbortController().signal,
+    })
+    const first = await roundTrip(sessions, jar, (s) => s.handle)
+    expect(first.session.handle).toMatch(/^[\w-]{22}$/)
+    const digest = vi.spyOn(crypto.subtle, 'digest')
+    clock.advance(1000)
+    const again = await roundTrip(sessions, jar, (s) => s.set('b', 2))
+    const third = await roundTrip(sessions, jar, () => undefined)
+    expect(again.session.handle).toBe(first.session.handle)
+    expect(third.session.handle).toBe(first.session.handle)
+    expect(digest).not.toHaveBeenCalled()
+    digest.mockRestore()
   })
 })
 
