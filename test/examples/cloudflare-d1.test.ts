@@ -4,7 +4,6 @@
  * table itself on its first request, and its Cron Trigger prunes expired rows.
  */
 import { execFile } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,11 +11,11 @@ import { promisify } from 'node:util'
 import { Miniflare } from 'miniflare'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { unstable_getMiniflareWorkerOptions } from 'wrangler'
+import { Browser } from '../support/examples/miniflare-browser.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const wranglerEnv = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false' }
 const SECRET = 'example-test-secret-of-at-least-32-characters'
-const ORIGIN = 'http://localhost:8787'
 
 let scratch: string
 let script: string
@@ -61,40 +60,6 @@ async function startInstance(persist: string) {
   running.push(mf)
   await mf.ready
   return mf
-}
-
-/** A browser with one cookie: sends it back, and keeps what Set-Cookie says. */
-class Browser {
-  cookie: string | undefined
-
-  async fetch(mf: Miniflare, path: string, init: { method?: string; json?: unknown } = {}) {
-    const headers: Record<string, string> = {}
-    if (this.cookie) headers.cookie = this.cookie
-    if (init.json !== undefined) headers['content-type'] = 'application/json'
-    const response = await mf.dispatchFetch(`${ORIGIN}${path}`, {
-      method: init.method ?? 'GET',
-      headers,
-      body: init.json === undefined ? undefined : JSON.stringify(init.json),
-    })
-    for (const line of response.headers.getSetCookie()) {
-      const pair = line.split(';')[0] ?? ''
-      this.cookie = /max-age=0/i.test(line) || pair.endsWith('=') ? undefined : pair
-    }
-    return response
-  }
-
-  async session(mf: Miniflare) {
-    const response = await this.fetch(mf, '/api/session')
-    expect(response.status).toBe(200)
-    return (await response.json()) as { visits: number; user: string | null }
-  }
-
-  /** The D1 key of this browser's session: base64url(SHA-256(id)), never the id itself. */
-  get key(): string {
-    const id = this.cookie?.split('=')[1]?.split('.')[0]
-    if (!id) throw new Error('no session cookie')
-    return createHash('sha256').update(id).digest('base64url')
-  }
 }
 
 async function rows(mf: Miniflare) {

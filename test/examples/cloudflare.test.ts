@@ -12,6 +12,7 @@ import { promisify } from 'node:util'
 import { Miniflare } from 'miniflare'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { unstable_getMiniflareWorkerOptions } from 'wrangler'
+import { Browser } from '../support/examples/miniflare-browser.ts'
 import { startLocalUpstash } from '../support/local-upstash.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
@@ -92,45 +93,6 @@ async function startInstance(
     throw new Error(`workerd did not start:\n${output}`, { cause: error })
   }
   return Object.assign(mf, { output: () => output })
-}
-
-/** A browser with one cookie: sends it back, and keeps what Set-Cookie says. */
-class Browser {
-  cookie: { name: string; value: string } | undefined
-  /** The Set-Cookie lines of the last response. */
-  setCookies: string[] = []
-
-  async fetch(mf: Miniflare, path: string, init: { method?: string; json?: unknown } = {}) {
-    const headers: Record<string, string> = {}
-    if (this.cookie) headers.cookie = `${this.cookie.name}=${this.cookie.value}`
-    if (init.json !== undefined) headers['content-type'] = 'application/json'
-    const response = await mf.dispatchFetch(`${ORIGIN}${path}`, {
-      method: init.method ?? 'GET',
-      headers,
-      body: init.json === undefined ? undefined : JSON.stringify(init.json),
-    })
-    this.setCookies = response.headers.getSetCookie()
-    for (const line of this.setCookies) {
-      const [pair = '', ...attributes] = line.split(';').map((part) => part.trim())
-      const [name = '', value = ''] = pair.split(/=(.*)/s)
-      const cleared = attributes.some((a) => /^max-age=0$/i.test(a)) || value === ''
-      this.cookie = cleared ? undefined : { name, value }
-    }
-    return response
-  }
-
-  async session(mf: Miniflare) {
-    const response = await this.fetch(mf, '/api/session')
-    expect(response.status).toBe(200)
-    return (await response.json()) as { visits: number; user: string | null }
-  }
-
-  /** The session id the cookie carries (`<id>.<signature>`). */
-  get id(): string {
-    const id = this.cookie?.value.split('.')[0]
-    if (!id) throw new Error('no session cookie')
-    return id
-  }
 }
 
 /** The KV key a session id is stored under: the prefix and base64url(SHA-256(id)), never the id itself. */
