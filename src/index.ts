@@ -27,5 +27,6 @@ export type {
   StoreContext,
   StoreTimingOptions,
   UserEntry,
+  WriteAnswer,
 } from './store.ts'
 export { applyPatch } from './stores/shared.ts'

@@ -10,6 +10,8 @@ import type { ServerStore, StoreContext, UserEntry } from './store.ts'
 export interface CallEntries {
   user?: UserEntry | undefined
   replacedUser?: UserEntry | undefined
+  /** See `StoreContext.returnRecord`. */
+  returnRecord?: boolean
 }
 
 /** A store call's context, whose AbortSignal is made only when the store reads it. */
@@ -17,12 +19,14 @@ class CallContext implements StoreContext {
   readonly env: unknown
   readonly user?: UserEntry
   readonly replacedUser?: UserEntry
+  readonly returnRecord?: boolean
   #controller: AbortController | undefined
 
   constructor(env: unknown, entries: CallEntries | undefined) {
     this.env = env
     if (entries?.user) this.user = entries.user
     if (entries?.replacedUser) this.replacedUser = entries.replacedUser
+    if (entries?.returnRecord) this.returnRecord = true
   }
 
   get signal(): AbortSignal {

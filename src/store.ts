@@ -102,7 +102,19 @@ export interface StoreContext {
   user?: UserEntry
   /** For a `set` that `replaces` a record bound to a user: that record's entry, removed with it. */
   replacedUser?: UserEntry
+  /**
+   * True when the sessions keep a cookie cache (`cookieCache`): `patch` and `touch` should then answer the record
+   * as the store holds it after the write, read in the same round trip (so a concurrent change by another request
+   * is in it), instead of `true`. A store that cannot answers `true`; the cache cookie is then cleared.
+   */
+  returnRecord?: boolean
 }
+
+/**
+ * What `patch` and `touch` answer: false when the record is missing (nothing written), true when the write
+ * landed, or, when asked with `ctx.returnRecord`, the record as the store holds it after the write.
+ */
+export type WriteAnswer = boolean | SessionRecord
 
 /** Limits a store places on the sessions' options, checked when `createSessions` is called. */
 export interface StoreTimingOptions {
@@ -153,14 +165,15 @@ export interface ServerStore {
   ): Awaitable<boolean>
   /**
    * Applies a patch to an existing record and sets its TTL. Never recreates a missing (destroyed or expired)
-   * record: resolves false and writes nothing then.
+   * record: resolves false and writes nothing then. With `ctx.returnRecord`, resolves the merged record (see
+   * {@link WriteAnswer}).
    */
-  patch(key: string, patch: RecordPatch, ttl: number, ctx: StoreContext): Awaitable<boolean>
+  patch(key: string, patch: RecordPatch, ttl: number, ctx: StoreContext): Awaitable<WriteAnswer>
   /**
    * Extends the TTL and writes the new times, leaving the data and flash markers alone (Redis: `PEXPIRE`).
    * Resolves false when the record is missing. Optional: without it the sessions layer touches with an empty `patch`.
    */
-  touch?(key: string, meta: SessionTimes, ttl: number, ctx: StoreContext): Awaitable<boolean>
+  touch?(key: string, meta: SessionTimes, ttl: number, ctx: StoreContext): Awaitable<WriteAnswer>
   delete(key: string, ctx: StoreContext): Awaitable<void>
   /** Live sessions. Optional: `sessions.count()` rejects with `ERR_UNSUPPORTED` without it. */
   count?(ctx: StoreContext): Awaitable<number>
