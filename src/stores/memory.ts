@@ -129,9 +129,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
 
   const read = (key: string): SessionRecord | null => {
     const entry = live(key, Date.now())
-    // A copy of the data: the caller must not change the stored record through what it got. (Freezing the
-    // stored record instead cost more than the copy: V8 changes the shape of a frozen object.)
-    return entry ? { data: copyData(entry.record.data), meta: entry.record.meta } : null
+    return entry ? answered(entry.record) : null
   }
 
   const store: MemoryStore = {
@@ -151,21 +149,23 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       sweep(now, key)
       return true
     },
-    patch(key, patch: RecordPatch, ttl) {
+    patch(key, patch: RecordPatch, ttl, ctx) {
       const now = Date.now()
       const entry = live(key, now)
       if (!entry) return false
-      put(key, applyPatch(entry.record, patch), ttl, now)
+      const record = applyPatch(entry.record, patch)
+      put(key, record, ttl, now)
       sweep(now, key)
-      return true
+      return ctx.returnRecord ? answered(record) : true
     },
-    touch(key, times: SessionTimes, ttl) {
+    touch(key, times: SessionTimes, ttl, ctx) {
       const now = Date.now()
       const entry = live(key, now)
       if (!entry) return false
-      put(key, { data: entry.record.data, meta: { ...entry.record.meta, ...times } }, ttl, now)
+      const record = { data: entry.record.data, meta: { ...entry.record.meta, ...times } }
+      put(key, record, ttl, now)
       sweep(now, key)
-      return true
+      return ctx.returnRecord ? answered(record) : true
     },
     delete(key) {
       drop(key)
@@ -208,6 +208,14 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     },
   }
   return store
+}
+
+/**
+ * A stored record as a caller gets it: a copy of the data, so the caller cannot change the stored record through
+ * it. (Freezing the stored record instead cost more than the copy: V8 changes the shape of a frozen object.)
+ */
+function answered(record: SessionRecord): SessionRecord {
+  return { data: copyData(record.data), meta: record.meta }
 }
 
 interface HeapItem {

@@ -11,6 +11,7 @@ import { createSessions, SessionError, type SessionStore, type SessionsOptions }
 import { describe, expect, it } from 'vitest'
 import { type CountingStore, countingStore, type StoreCall } from '../support/counting-store.ts'
 import { CookieJar, manualClock } from '../support/jar.ts'
+import { describeRecordAnswers } from './conformance-records.ts'
 import { describeUserSessions } from './conformance-users.ts'
 
 export interface ConformanceOptions {
@@ -641,6 +642,7 @@ export function describeStoreConformance(options: ConformanceOptions): void {
       env,
       supported: options.userSessions ?? true,
     })
+    describeRecordAnswers(options)
 
     if (options.realTimeExpiry) {
       it('forgets a record once its TTL has passed, by the store itself', async () => {
