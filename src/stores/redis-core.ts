@@ -1,6 +1,13 @@
 /** @module @internal createRedisStore: the one store behind redisStore and upstashStore (docs/redis.md). */
 
-import type { RecordPatch, ServerStore, SessionRecord, StoreContext, UserEntry } from '../store.ts'
+import type {
+  RecordPatch,
+  ServerStore,
+  SessionRecord,
+  StoreContext,
+  UserEntry,
+  WriteAnswer,
+} from '../store.ts'
 import { decodeRecord, patchFields, recordFields, timeFields } from './redis-encoding.ts'
 import { cleanError, isNoScript, unexpected } from './redis-errors.ts'
 import { Keys, LIVE_SET, type LuaScript, SCRIPTS, USER_INDEX, USERS_SET } from './redis-scripts.ts'
@@ -113,24 +120,29 @@ export function createRedisStore({ name, prefix, commands, cluster }: RedisStore
     return decodeRecord(reply)
   }
 
-  /** The patch script (patch and touch): `body` is its ARGV after the first five. */
+  /**
+   * The patch script (patch and touch): `body` is its ARGV after the first five. With `returnRecord`, its twin
+   * that answers the record's HGETALL after the write instead of 1: one round trip either way.
+   */
   async function update(
     key: string,
     ttl: number,
     body: string[],
-    { signal, user }: StoreContext,
-  ): Promise<boolean> {
+    { signal, user, returnRecord }: StoreContext,
+  ): Promise<WriteAnswer> {
     const ttlText = ttlArg(ttl)
+    const script = returnRecord ? SCRIPTS.patchRecord : SCRIPTS.patch
+    const answer = returnRecord ? writtenRecord : written
     if (!spread) {
       const keys = new Keys().add('r', prefix + key).add('l', liveSet)
       if (user) keys.add('i', indexOf(user.user)).add('u', usersSet)
       const args = [keys.roles, ttlText, key, memberOf(user, key), user?.user ?? '', ...body]
-      return written(await run(SCRIPTS.patch, keys.keys, args, signal))
+      return answer(await run(script, keys.keys, args, signal))
     }
-    const patched = run(SCRIPTS.patch, [prefix + key], ['r', ttlText, key, '', '', ...body], signal)
-    if (!user) return written(await patched)
+    const patched = run(script, [prefix + key], ['r', ttlText, key, '', '', ...body], signal)
+    if (!user) return answer(await patched)
     const [reply] = await Promise.all([patched, addEntry(user, key, ttlText, signal)])
-    return written(reply)
+    return answer(reply)
   }
 
   /** Cluster without hash tag: the entry of the record under `key`, by a script of its own (see ENTRY_SCRIPT). */
@@ -315,6 +327,16 @@ function ttlArg(ttl: number): string {
   if (!(ttl > 0) || !Number.isFinite(ttl))
     throw new RangeError(`a TTL must be a positive number of ms, got ${ttl}`)
   return String(Math.ceil(ttl))
+}
+
+/**
+ * The patch script's twin for `returnRecord`: 0 when the record was missing, else its HGETALL after the write,
+ * decoded as `get` decodes it. A hash this store cannot decode (a foreign field) was written all the same: true.
+ */
+function writtenRecord(reply: unknown): WriteAnswer {
+  if (reply === 0) return false
+  if (!Array.isArray(reply) || reply.length === 0) throw unexpected('write', reply)
+  return decodeRecord(reply) ?? true
 }
 
 /** The 1 or 0 of the write scripts; anything else (a client that swallowed an abort, say) is a failure. */

@@ -146,9 +146,10 @@ return 1
  * patch and touch: ARGV roles, ttl, key, entry member, user key, number of pairs n, n field/value pairs, fields
  * to delete. A missing record is not recreated (HSET alone would), nor is its entry: REST has no WATCH, so the
  * check runs in here. A legacy m:flash list becomes f: fields first, so the patch's HDEL/HSET of markers apply
- * to it as well. The entry's score follows the record's new deadline.
+ * to it as well. The entry's score follows the record's new deadline. Answers 0 when missing, else `answer`:
+ * 1, or (for `ctx.returnRecord`) the record's HGETALL after the write, in the same atomic step.
  */
-const PATCH_SCRIPT = `${LUA_WRITE}
+const patchScript = (answer: string) => `${LUA_WRITE}
 check(K.r, 'hash', 'session record')
 check(K.l, 'zset', 'live-session set')
 check(K.i, 'zset', 'user index')
@@ -182,8 +183,10 @@ if K.i then
   redis.call('ZADD', K.i, ms(now + ttl), ARGV[4])
   settle(K.i, K.u, ARGV[5], now)
 end
-return 1
+return ${answer}
 `
+const PATCH_SCRIPT = patchScript('1')
+const PATCH_RECORD_SCRIPT = patchScript("redis.call('HGETALL', K.r)")
 
 /** delete: ARGV roles, (unused), key, entry member, user key. */
 const DELETE_SCRIPT = `${LUA_WRITE}
@@ -317,6 +320,7 @@ export class LuaScript {
 export const SCRIPTS = {
   set: new LuaScript(SET_SCRIPT),
   patch: new LuaScript(PATCH_SCRIPT),
+  patchRecord: new LuaScript(PATCH_RECORD_SCRIPT),
   delete: new LuaScript(DELETE_SCRIPT),
   revoke: new LuaScript(REVOKE_SCRIPT),
   entry: new LuaScript(ENTRY_SCRIPT),
