@@ -1,7 +1,14 @@
 /** @module postgresStore(): sessions in a PostgreSQL table, one row per session, patches merged by jsonb operators. */
 
 import { SessionError } from '../errors.ts'
-import type { RecordPatch, ServerStore, SessionRecord, SessionTimes, StoreContext } from '../store.ts'
+import type {
+  RecordPatch,
+  ServerStore,
+  SessionRecord,
+  SessionTimes,
+  StoreContext,
+  WriteAnswer,
+} from '../store.ts'
 import { utf8Length } from './shared.ts'
 import { checkPruneLimit, checkTable, metaColumn, rowRecord } from './sql-shared.ts'
 
@@ -97,7 +104,15 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   const readRow = (row: Record<string, unknown> | undefined): SessionRecord | null =>
     row ? rowRecord(decode(row.data), decode(row.meta), decode(row.flash)) : null
 
-  const SELECT = `select key, data::text as data, meta::text as meta, flash::text as flash from ${t}`
+  const COLUMNS = 'data::text as data, meta::text as meta, flash::text as flash'
+  const SELECT = `select key, ${COLUMNS} from ${t}`
+  // An UPDATE's RETURNING sees the row as the statement left it: the merged record, read in the same statement.
+  const returning = (ctx: StoreContext) => (ctx.returnRecord ? COLUMNS : '1')
+  /** What a patch or touch answers: false when no live row was there, else true or (`returnRecord`) the row. */
+  const answer = (rows: Record<string, unknown>[], ctx: StoreContext): WriteAnswer => {
+    if (rows.length === 0) return false
+    return ctx.returnRecord ? (readRow(rows[0]) ?? true) : true
+  }
   const INSERT = `insert into ${t} (key, data, flash, meta, deadline, user_key, handle)
     select $1::text, $2::text::jsonb, $3::text::jsonb, $4::text::jsonb, ${NOW} + $5::bigint, $6::text, $7::text`
   const UPSERT = `on conflict (key) do update set data = excluded.data, flash = excluded.flash, meta = excluded.meta,
@@ -148,7 +163,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
         `update ${t} set data = (data - array${keysOf('$2')}) || $3::text::jsonb,
            flash = (flash - array${keysOf('$4')}) || $5::text::jsonb,
            meta = meta || $6::text::jsonb, deadline = ${NOW} + $7::bigint
-         where key = $1::text and ${live} returning 1`,
+         where key = $1::text and ${live} returning ${returning(ctx)}`,
         [
           key,
           encode(JSON.stringify(patch.delete)),
@@ -160,16 +175,16 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
         ],
         ctx,
       )
-      return rows.length > 0
+      return answer(rows, ctx)
     },
     async touch(key, meta, ttl, ctx) {
       const rows = await run(
         `update ${t} set meta = meta || $2::text::jsonb, deadline = ${NOW} + $3::bigint
-         where key = $1::text and ${live} returning 1`,
+         where key = $1::text and ${live} returning ${returning(ctx)}`,
         [key, JSON.stringify(times(meta)), Math.ceil(ttl)],
         ctx,
       )
-      return rows.length > 0
+      return answer(rows, ctx)
     },
     async delete(key, ctx) {
       await run(`delete from ${t} where key = $1::text`, [key], ctx)
