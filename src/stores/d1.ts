@@ -1,7 +1,7 @@
 /** @module Cloudflare D1 store: one SQLite row per session, merged in the database, expiring on D1's clock. */
 
 import { SessionError } from '../errors.ts'
-import type { ServerStore, SessionRecord } from '../store.ts'
+import type { ServerStore, SessionRecord, WriteAnswer } from '../store.ts'
 import { storeConfigError, utf8Length } from './shared.ts'
 import { checkPruneLimit, checkTable, metaColumn, rowRecord } from './sql-shared.ts'
 
@@ -139,6 +139,8 @@ export function d1Store<Env = Record<string, D1Binding>>(options: D1StoreOptions
       WHERE key = ?1 AND ${live}`,
     touch: `UPDATE ${table} SET meta = json_patch(meta, ?2), deadline = ${NOW} + CAST(?3 AS INTEGER)
       WHERE key = ?1 AND ${live}`,
+    // For `returnRecord`: the same statements answering the row as they left it (SQLite's RETURNING).
+    returning: ' RETURNING data, flash, meta',
     delete: `DELETE FROM ${table} WHERE key = ?1`,
     count: `SELECT COUNT(*) AS n FROM ${table} WHERE ${live}`,
     userEntries: `SELECT key, handle FROM ${table} WHERE user_key = ?1 AND ${live} AND handle IS NOT NULL`,
@@ -215,7 +217,22 @@ export function d1Store<Env = Record<string, D1Binding>>(options: D1StoreOptions
         expiresAt: patch.meta.expiresAt,
       })
       ctx.signal.throwIfAborted()
-      const answer = await tooLarge(db.prepare(sql.patch).bind(key, set, removeData, flash, times, ttl).run())
+      const bound = [key, set, removeData, flash, times, ttl]
+      if (ctx.returnRecord)
+        return writtenRow(
+          await tooLarge(
+            db
+              .prepare(sql.patch + sql.returning)
+              .bind(...bound)
+              .all<Row>(),
+          ),
+        )
+      const answer = await tooLarge(
+        db
+          .prepare(sql.patch)
+          .bind(...bound)
+          .run(),
+      )
       return (answer.meta?.changes ?? 0) > 0
     },
 
@@ -226,7 +243,15 @@ export function d1Store<Env = Record<string, D1Binding>>(options: D1StoreOptions
         expiresAt: times.expiresAt,
       })
       ctx.signal.throwIfAborted()
-      const answer = await dbFor(ctx.env).prepare(sql.touch).bind(key, value, ttl).run()
+      const db = dbFor(ctx.env)
+      if (ctx.returnRecord)
+        return writtenRow(
+          await db
+            .prepare(sql.touch + sql.returning)
+            .bind(key, value, ttl)
+            .all<Row>(),
+        )
+      const answer = await db.prepare(sql.touch).bind(key, value, ttl).run()
       return (answer.meta?.changes ?? 0) > 0
     },
 
@@ -304,6 +329,15 @@ interface Row {
   data: unknown
   flash: unknown
   meta: unknown
+}
+
+/**
+ * What a patch or touch with `returnRecord` answers: false when it changed no row, else the row it left, decoded
+ * as `get` decodes it (true for a row that is no record: it was written all the same).
+ */
+function writtenRow(answer: D1Answer<Row>): WriteAnswer {
+  const row = answer.results?.[0]
+  return row ? (rowRecord(row.data, row.meta, row.flash) ?? true) : false
 }
 
 /** The flash column: an object whose keys are the flashed data keys (a set, merged key by key). */
