@@ -224,13 +224,15 @@ export function cloudflareKvStore<Env = Record<string, KvNamespace>>(
         // The sessions layer has given up on a call past its storeTimeout: a late write must not land.
         ctx.signal.throwIfAborted()
         await write(kv, key, value, record, ttl)
-        return record
+        return { record, value }
       })
       if (written === null) return false
       // The index entry after its record, not beside it: a session that this write brings back after a
       // revocation (the race above) is listed again, so it can be seen and revoked.
-      await putEntry(kv, key, written.meta, ttl, ctx.signal)
-      return true
+      await putEntry(kv, key, written.record.meta, ttl, ctx.signal)
+      // The merged record this call wrote, decoded as `get` decodes it: as fresh as the read before the write
+      // (KV has no atomic read-modify-write, docs/cloudflare-kv.md).
+      return ctx.returnRecord ? (parseStoredRecord(written.value) ?? true) : true
     },
 
     async delete(key, ctx) {
