@@ -1,7 +1,15 @@
 /** @module denoKvStore(): sessions in Deno KV (a local SQLite file, or Deno Deploy's shared KV), one entry per session. */
 
 import { SessionError } from '../errors.ts'
-import type { ServerStore, SessionData, SessionMeta, SessionRecord, SessionTimes } from '../store.ts'
+import type {
+  ServerStore,
+  SessionData,
+  SessionMeta,
+  SessionRecord,
+  SessionTimes,
+  StoreContext,
+  WriteAnswer,
+} from '../store.ts'
 import { applyPatch, sleep, storeConfigError, storedData, userEntryOf, utf8, withMeta } from './shared.ts'
 
 /** A part of a Deno KV key. */
@@ -157,10 +165,10 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
    * check means another writer came first: try again on the fresh entry, after a short random pause so that
    * writers that collided do not collide again in step. The pause ends early when the call is abandoned.
    */
-  const retrying = async (
+  const retrying = async <T extends WriteAnswer>(
     signal: AbortSignal,
-    attempt: () => Promise<boolean | undefined>,
-  ): Promise<boolean> => {
+    attempt: () => Promise<T | undefined>,
+  ): Promise<T> => {
     for (let i = 0; i < maxAttempts; i++) {
       signal.throwIfAborted()
       const result = await attempt()
@@ -175,22 +183,24 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
 
   /**
    * Rewrites an existing entry and its index entry, checked against the version read and retried on conflict;
-   * false when missing.
+   * false when missing. With `returnRecord`, answers the value committed, decoded as `get` decodes it: the
+   * check made it the entry as stored after the write.
    */
   const rewrite = (
     key: string,
     ttl: number,
-    signal: AbortSignal,
+    { signal, returnRecord }: StoreContext,
     next: (current: StoredEntry) => DenoKvSessionValue,
-  ): Promise<boolean> => {
+  ): Promise<WriteAnswer> => {
     const full = keyOf(key)
-    return retrying(signal, async () => {
+    return retrying<WriteAnswer>(signal, async () => {
       const entry = await read(full)
       if (!entry) return false
       const value = next(entry)
       signal.throwIfAborted()
       const result = await committed(put(kv.atomic().check(entry.check), key, value, ttl))
-      return result.ok ? true : undefined
+      if (!result.ok) return undefined
+      return returnRecord ? (parseData(value.data, value.meta) ?? true) : true
     })
   }
 
@@ -227,13 +237,13 @@ export function denoKvStore(options: DenoKvStoreOptions): ServerStore {
     },
 
     patch(key, patch, ttl, ctx) {
-      return rewrite(key, ttl, ctx.signal, (current) => toValue(applyPatch(current.record, patch), ttl))
+      return rewrite(key, ttl, ctx, (current) => toValue(applyPatch(current.record, patch), ttl))
     },
 
     // Deno KV has no TTL-only update: a touch rewrites the entry, data, flash markers, handle and user unchanged,
     // checked like a patch. The data text is kept as read, not parsed and written again.
     touch(key, times: SessionTimes, ttl, ctx) {
-      return rewrite(key, ttl, ctx.signal, (current) => ({
+      return rewrite(key, ttl, ctx, (current) => ({
         data: current.text,
         meta: { ...current.record.meta, ...times },
         ttlEnd: Date.now() + ttl,
