@@ -1,7 +1,14 @@
 /** @module mysqlStore(): sessions in a MySQL or MariaDB table, one row per session, through a mysql2/promise pool. */
 
 import { SessionError } from '../errors.ts'
-import type { RecordPatch, ServerStore, SessionRecord, SessionTimes, StoreContext } from '../store.ts'
+import type {
+  RecordPatch,
+  ServerStore,
+  SessionRecord,
+  SessionTimes,
+  StoreContext,
+  WriteAnswer,
+} from '../store.ts'
 import { utf8Length } from './shared.ts'
 import { checkPruneLimit, checkTable, metaColumn, rowRecord } from './sql-shared.ts'
 
@@ -93,6 +100,49 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
   const read = (row: Record<string, unknown> | undefined): SessionRecord | null =>
     row ? rowRecord(row.data, row.meta, row.flash) : null
 
+  /** False once the server has refused `RETURNING` (MySQL 8 has none): writes then answer `true`. */
+  let returning = true
+
+  /**
+   * A patch or touch: `changes` (a SET list, its `values`) applied to the live row under `key`. A plain UPDATE,
+   * answering whether it changed a row. With `returnRecord` on MariaDB, which has no `UPDATE ... RETURNING`: the
+   * same change as one `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE ... RETURNING`. The SELECT finds the live
+   * row (locked, FOR UPDATE, so concurrent writers queue rather than deadlock), the insert always meets it, and
+   * the update applies the changes and answers the row it left: one statement, one round trip. No live row, no
+   * insert: nothing is written, no row answered.
+   */
+  const write = async (
+    key: string,
+    changes: string,
+    values: unknown[],
+    ctx: StoreContext,
+  ): Promise<WriteAnswer> => {
+    if (ctx.returnRecord && returning) {
+      try {
+        const found = await run<Array<Record<string, unknown>>>(
+          `INSERT INTO ${t} (\`key\`, data, flash, meta, deadline)
+           SELECT * FROM (SELECT \`key\` AS k, data AS d, flash AS f, meta AS m, deadline AS dl FROM ${t}
+             WHERE \`key\` = ? AND deadline > ${NOW} FOR UPDATE) AS live
+           ON DUPLICATE KEY UPDATE ${changes} RETURNING data, flash, meta`,
+          [key, ...values],
+          ctx.signal,
+        )
+        const row = found[0]
+        return row ? (read(row) ?? true) : false
+      } catch (error) {
+        // 1064, a syntax error: the server has no RETURNING (MySQL). Sent again as the plain UPDATE, once.
+        if (!isSyntaxError(error)) throw error
+        returning = false
+      }
+    }
+    const count = await changed(
+      `UPDATE ${t} SET ${changes} WHERE \`key\` = ? AND deadline > ${NOW}`,
+      [...values, key],
+      ctx.signal,
+    )
+    return count > 0
+  }
+
   const store: MysqlStore = {
     kind: 'server',
     name: 'mysql',
@@ -158,25 +208,14 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
         for (const name of flashed) values.push(path(name))
       }
       const { createdAt, lastSeenAt, expiresAt } = patch.meta
-      return (
-        (await changed(
-          `UPDATE ${t} SET data = ${data}, flash = ${flash},
-           meta = JSON_SET(meta, '$.createdAt', ?, '$.lastSeenAt', ?, '$.expiresAt', ?), deadline = ${NOW} + ?
-           WHERE \`key\` = ? AND deadline > ${NOW}`,
-          [...values, createdAt, lastSeenAt, expiresAt, ttl, key],
-          ctx.signal,
-        )) > 0
-      )
+      const changes = `data = ${data}, flash = ${flash},
+        meta = JSON_SET(meta, '$.createdAt', ?, '$.lastSeenAt', ?, '$.expiresAt', ?), deadline = ${NOW} + ?`
+      return write(key, changes, [...values, createdAt, lastSeenAt, expiresAt, ttl], ctx)
     },
     async touch(key, times: SessionTimes, ttl, ctx) {
-      return (
-        (await changed(
-          `UPDATE ${t} SET meta = JSON_SET(meta, '$.createdAt', ?, '$.lastSeenAt', ?, '$.expiresAt', ?),
-           deadline = ${NOW} + ? WHERE \`key\` = ? AND deadline > ${NOW}`,
-          [times.createdAt, times.lastSeenAt, times.expiresAt, ttl, key],
-          ctx.signal,
-        )) > 0
-      )
+      const changes = `meta = JSON_SET(meta, '$.createdAt', ?, '$.lastSeenAt', ?, '$.expiresAt', ?),
+        deadline = ${NOW} + ?`
+      return write(key, changes, [times.createdAt, times.lastSeenAt, times.expiresAt, ttl], ctx)
     },
     async delete(key, ctx) {
       await changed(`DELETE FROM ${t} WHERE \`key\` = ?`, [key], ctx.signal)
@@ -279,6 +318,11 @@ function encode(value: unknown): string {
     )
   }
   return text
+}
+
+/** A `driverError` whose cause is MySQL's 1064 (ER_PARSE_ERROR). */
+function isSyntaxError(error: unknown): boolean {
+  return error instanceof SessionError && (error.cause as { errno?: unknown } | undefined)?.errno === 1064
 }
 
 function tooLarge(cause: unknown): SessionError {

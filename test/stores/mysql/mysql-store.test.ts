@@ -356,6 +356,91 @@ describe('mysqlStore: round trips through the sessions API', () => {
   })
 })
 
+describe('mysqlStore: the record a write answers (returnRecord)', () => {
+  const withRecord = (): StoreContext => ({ ...ctx(), returnRecord: true })
+
+  it('answers the merged record from one statement on MariaDB, for a patch and a touch', async () => {
+    const counter = counted(pool)
+    const { store } = await fresh({ pool: counter.pool })
+    await store.set('k', record({ a: 1, b: 2 }, { flash: ['b'] }), 60_000, ctx())
+    // Another writer's change after this request's load.
+    expect(
+      await store.patch('k', { set: set({ c: 3 }), delete: [], flash: [], meta: times }, 60_000, ctx()),
+    ).toBe(true)
+    counter.statements = 0
+    const later = { ...times, lastSeenAt: 5 }
+    const patched = await store.patch(
+      'k',
+      { set: set({ a: 9 }), delete: [], flash: [], meta: later },
+      60_000,
+      withRecord(),
+    )
+    expect(patched).toEqual(record({ a: 9, b: 2, c: 3 }, { ...later, flash: ['b'] }))
+    expect(await store.touch('k', { ...later, lastSeenAt: 7 }, 60_000, withRecord())).toEqual(
+      record({ a: 9, b: 2, c: 3 }, { ...later, lastSeenAt: 7, flash: ['b'] }),
+    )
+    expect(counter.statements).toBe(2)
+    expect(
+      await store.patch(
+        'gone',
+        { set: set({ a: 1 }), delete: [], flash: [], meta: times },
+        60_000,
+        withRecord(),
+      ),
+    ).toBe(false)
+    expect(await store.get('gone', ctx())).toBeNull()
+  })
+
+  it('merges concurrent patches that answer the record, with no write lost and each answer holding its own key', async () => {
+    const { store } = await fresh()
+    await store.set('k', record({ base: 0 }), 60_000, ctx())
+    const answers = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        store.patch(
+          'k',
+          { set: set({ [`k${i}`]: i }), delete: [], flash: [], meta: times },
+          60_000,
+          withRecord(),
+        ),
+      ),
+    )
+    answers.forEach((answer, i) => {
+      expect((answer as SessionRecord).data[`k${i}`]).toBe(i)
+    })
+    const stored = await store.get('k', ctx())
+    expect(Object.keys(stored?.data ?? {})).toHaveLength(25)
+  })
+
+  it('answers true on a server without RETURNING (MySQL 8), by the plain UPDATE, and asks only once', async () => {
+    // MariaDB standing in for MySQL 8: a statement with RETURNING is refused as MySQL refuses it (errno 1064).
+    const sent: string[] = []
+    const mysqlLike: MysqlPool = {
+      query: (sql: string, values?: unknown) => {
+        sent.push(sql)
+        if (/RETURNING/.test(sql)) {
+          return Promise.reject(
+            Object.assign(new Error('You have an error in your SQL syntax'), {
+              errno: 1064,
+              sqlState: '42000',
+            }),
+          )
+        }
+        return pool.query(sql, values as never) as never
+      },
+    }
+    const { store } = await fresh({ pool: mysqlLike })
+    await store.set('k', record({ a: 1 }), 60_000, ctx())
+    sent.length = 0
+    const patch = { set: set({ b: 2 }), delete: [], flash: [], meta: times }
+    expect(await store.patch('k', patch, 60_000, withRecord())).toBe(true)
+    expect(await store.touch('k', times, 60_000, withRecord())).toBe(true)
+    expect(await store.patch('gone', patch, 60_000, withRecord())).toBe(false)
+    expect(sent.filter((sql) => /RETURNING/.test(sql))).toHaveLength(1)
+    expect(sent).toHaveLength(4)
+    expect(await store.get('k', ctx())).toEqual(record({ a: 1, b: 2 }))
+  })
+})
+
 describe('mysqlStore: max_allowed_packet', () => {
   let small: MariaDbServer
   let smallPool: Pool
