@@ -376,7 +376,7 @@ describe('mysqlStore: the record a write answers (returnRecord)', () => {
       withRecord(),
     )
     expect(patched).toEqual(record({ a: 9, b: 2, c: 3 }, { ...later, flash: ['b'] }))
-    expect(await store.touch('k', { ...later, lastSeenAt: 7 }, 60_000, withRecord())).toEqual(
+    expect(await store.touch?.('k', { ...later, lastSeenAt: 7 }, 60_000, withRecord())).toEqual(
       record({ a: 9, b: 2, c: 3 }, { ...later, lastSeenAt: 7, flash: ['b'] }),
     )
     expect(counter.statements).toBe(2)
@@ -433,7 +433,7 @@ describe('mysqlStore: the record a write answers (returnRecord)', () => {
     sent.length = 0
     const patch = { set: set({ b: 2 }), delete: [], flash: [], meta: times }
     expect(await store.patch('k', patch, 60_000, withRecord())).toBe(true)
-    expect(await store.touch('k', times, 60_000, withRecord())).toBe(true)
+    expect(await store.touch?.('k', times, 60_000, withRecord())).toBe(true)
     expect(await store.patch('gone', patch, 60_000, withRecord())).toBe(false)
     expect(sent.filter((sql) => /RETURNING/.test(sql))).toHaveLength(1)
     expect(sent).toHaveLength(4)
