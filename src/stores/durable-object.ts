@@ -160,10 +160,10 @@ export function durableObjectStore<Env = Record<string, SessionObjectNamespace>>
       // destroy is never undone), then write the new one. A failure between them logs the user out.
       const [taken] = await Promise.all([session(ns, replaces).take(key), addEntry])
       if (!taken) return false
-      const [written] = await Promise.all([
-        session(ns, key).write(text, ttl),
-        replacedUser ? index(ns, replacedUser.user).removeEntries([replaces]) : undefined,
-      ])
+      const written = await session(ns, key).write(text, ttl)
+      // The old entry last: until the new record has landed, a revocation that finds it follows the move (the
+      // old object names the new id) and ends the session there.
+      if (replacedUser) await index(ns, replacedUser.user).removeEntries([replaces])
       return written
     },
 
@@ -275,8 +275,12 @@ export class SessionObject extends DurableObject {
     const kv = this.#storage.kv
     const gone = kv.get(GONE) as Gone | undefined
     if (gone !== undefined) return gone.to === to
-    if (this.#live() === null) return false
-    await this.#forget({ to, until: Date.now() + GONE_MS })
+    const live = this.#live()
+    if (live === null) return false
+    const user = live.record().meta.user?.key
+    await this.#forget(
+      user === undefined ? { to, until: Date.now() + GONE_MS } : { to, user, until: Date.now() + GONE_MS },
+    )
     return true
   }
 
@@ -293,11 +297,13 @@ export class SessionObject extends DurableObject {
   async revoke(user: string, pending: boolean): Promise<RevokeAnswer> {
     const kv = this.#storage.kv
     const gone = kv.get(GONE) as Gone | undefined
-    if (gone !== undefined) return { revoked: false, movedTo: gone.to ?? null }
+    if (gone !== undefined) return { revoked: false, movedTo: gone.user === user ? (gone.to ?? null) : null }
     const live = this.#live()
     if (live === null) {
-      if (pending) await this.#forget({ until: Date.now() + GONE_MS })
-      return { revoked: false, movedTo: null }
+      if (!pending) return { revoked: false, movedTo: null }
+      // The user's session is on its way here: it is ended before it lands.
+      await this.#forget({ until: Date.now() + GONE_MS })
+      return { revoked: true, movedTo: null }
     }
     if (live.record().meta.user?.key !== user) return { revoked: false, movedTo: null }
     await this.remove()
@@ -410,9 +416,11 @@ interface ObjectStorage {
   deleteAll(): Promise<void>
 }
 
-/** A note left where a record was: moved to `to` by a regenerate, or revoked; kept until `until`. */
+/** A note left where a record was: moved to `to` by a regenerate (a session of `user`), or revoked. */
 interface Gone {
   to?: string
+  user?: string
+  /** When the note is dropped. */
   until: number
 }
 

@@ -3,7 +3,8 @@
  * Durable Objects reached from another Worker, as two Workers (or two locations) of one app reach them. Bundled by
  * vitest.config.ts; the tests call it through the `SECOND` service binding.
  *
- * `POST /set/<key>` sets `<key>` to the request body in the session the cookie names, and answers its id.
+ * `POST /set/<key>` sets `<key>` to the request body in the session the cookie names, and answers its id;
+ * `POST /logout` destroys that session.
  */
 import { createSessions } from '../../../src/index.ts'
 import { durableObjectStore, type SessionObjectNamespace } from '../../../src/stores/durable-object.ts'
@@ -27,6 +28,11 @@ export default {
       const session = await sessions.load(request, env)
       session.set(key, await request.text())
       return sessions.commit(session, new Response(session.id))
+    }
+    if (action === 'logout') {
+      const session = await sessions.load(request, env)
+      session.destroy()
+      return sessions.commit(session, new Response('bye'))
     }
     return new Response('Not found', { status: 404 })
   },
