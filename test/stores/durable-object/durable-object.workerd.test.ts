@@ -129,7 +129,7 @@ describe('durableObjectStore: two Workers on one class', () => {
       expect(response.status).toBe(200)
       expect(await response.text()).toBe(first.id)
     }
-    held.forEach((s, i) => s.set(`local${i}`, `l${i}`))
+    for (const [i, s] of held.entries()) s.set(`local${i}`, `l${i}`)
     const local = await Promise.all(held.map((s) => sessions.commit(s, new Response())))
     for (const response of local) expect(clears(response)).toBe(false)
 
