@@ -228,6 +228,9 @@ export function durableObjectStore<Env = Record<string, SessionObjectNamespace>>
  * session's record, or one user's index. Its methods are called by `durableObjectStore` over RPC.
  */
 export class SessionObject extends DurableObject {
+  /** The alarm's time as last set or read here: undefined until known, null when none is set. */
+  #alarmAt: number | null | undefined
+
   get #storage(): ObjectStorage {
     return (this.ctx as unknown as { storage: ObjectStorage }).storage
   }
@@ -288,6 +291,7 @@ export class SessionObject extends DurableObject {
   async remove(): Promise<void> {
     await this.#storage.deleteAlarm()
     await this.#storage.deleteAll()
+    this.#alarmAt = null
   }
 
   /**
@@ -337,6 +341,8 @@ export class SessionObject extends DurableObject {
     const storage = this.#storage
     const kv = storage.kv
     const now = Date.now()
+    // This alarm is spent: none is set while it runs.
+    this.#alarmAt = null
     let next = Infinity
     const deadline = kv.get(DEADLINE) as number | undefined
     if (deadline !== undefined) {
@@ -356,7 +362,7 @@ export class SessionObject extends DurableObject {
       else kv.delete(name)
     }
     if (next === Infinity) await storage.deleteAll()
-    else await storage.setAlarm(next)
+    else await this.#wakeBy(next)
   }
 
   /** The record and its deadline when it has one that has not passed (on this object's clock). */
@@ -397,8 +403,11 @@ export class SessionObject extends DurableObject {
 
   /** Makes sure the alarm fires by `time` (an earlier one wakes, finds nothing due and sleeps again). */
   async #wakeBy(time: number): Promise<void> {
-    const current = await this.#storage.getAlarm()
-    if (current === null || current > time) await this.#storage.setAlarm(time)
+    // Known here after the first call: 100 logins of one user at once then cost no read of the alarm each.
+    if (this.#alarmAt === undefined) this.#alarmAt = await this.#storage.getAlarm()
+    if (this.#alarmAt !== null && this.#alarmAt <= time) return
+    this.#alarmAt = time
+    await this.#storage.setAlarm(time)
   }
 }
 
