@@ -160,6 +160,26 @@ describe('durableObjectStore: two Workers on one class', () => {
   })
 })
 
+describe('durableObjectStore: revocation from one Worker, the next request in another', () => {
+  it('gives a revoked session a fresh one at once, in the other Worker too', async () => {
+    const { sessions } = setup(SHARED_PREFIX)
+    const jar = new CookieJar()
+    const login = await sessions.load(jar.request(), doEnv)
+    login.setUser('revoked-from-another-worker')
+    jar.update(await sessions.commit(login, new Response()))
+    const [listed] = await sessions.listUserSessions('revoked-from-another-worker', doEnv)
+    expect(
+      await sessions.revokeUserSession('revoked-from-another-worker', listed?.handle as string, doEnv),
+    ).toBe(true)
+    // The second Worker opens no session with the cookie: it answers the id of a new one.
+    const next = await doEnv.SECOND.fetch(
+      jar.request('https://app.example/set/a', { method: 'POST', body: '1' }),
+    )
+    expect(await next.text()).not.toBe(login.id)
+    expect(await sessions.listUserSessions('revoked-from-another-worker', doEnv)).toEqual([])
+  })
+})
+
 describe('durableObjectStore: a regenerate spans two objects', () => {
   it('a revocation arriving between its two steps ends the session it was moving: nothing lands', async () => {
     const reached = deferred()
@@ -275,6 +295,22 @@ describe('durableObjectStore: expiry on the object clock, storage reclaimed by a
     expect(alarm).toBeGreaterThan(Date.now() + 500_000)
   })
 
+  it('keeps the note a regenerate leaves on the old object for a while, then its alarm deletes it', async () => {
+    const { store, prefix } = setup()
+    await store.set('old', record({ a: 1 }), 600_000, ctx())
+    expect(await store.set('new', record({ a: 1 }), 600_000, ctx(), 'old')).toBe(true)
+    expect(await storedNames(prefix, 'old')).toEqual(['gone'])
+    // Its alarm before the note's end keeps it; after, deletes the object's storage.
+    expect(await runDurableObjectAlarm(objectOf(prefix, 'old') as never)).toBe(true)
+    expect(await storedNames(prefix, 'old')).toEqual(['gone'])
+    await inObject(prefix, 'old', (s) => s.kv.put('gone', { to: 'new', until: Date.now() - 1 }))
+    expect(await runDurableObjectAlarm(objectOf(prefix, 'old') as never)).toBe(true)
+    expect(await storedNames(prefix, 'old')).toEqual([])
+    // The move is forgotten, not undone: the old id stays empty, the new one holds the session.
+    expect(await store.get('old', ctx())).toBeNull()
+    expect((await store.get('new', ctx()))?.data).toEqual({ a: 1 })
+  })
+
   it("prunes a user's index entries by their lifetime, and its alarm deletes an index left empty", async () => {
     const { store, prefix } = setup()
     const user = { user: 'U', handle: 'h1' }
@@ -364,6 +400,31 @@ describe('durableObjectStore: limits and failures', () => {
     const started = Date.now()
     await expect(sessions.load(jar.request(), doEnv)).rejects.toMatchObject({ code: 'ERR_STORE' })
     expect(Date.now() - started).toBeLessThan(2000)
+  })
+
+  it('lets a change that timed out land later, whole: an RPC call cannot be aborted', async () => {
+    const release = deferred()
+    const landed = deferred<unknown>()
+    let slow = false
+    const namespace = interceptedNamespace('change', async (call, args) => {
+      if (!slow) return call(...args)
+      await release.promise
+      const answer = await call(...args)
+      landed.resolve(answer)
+      return answer
+    })
+    const prefix = freshPrefix()
+    const store = durableObjectStore({ namespace, prefix })
+    const sessions = createSessions<Data>({ store, secrets: [SECRET], storeTimeout: 100 })
+    const { jar, first } = await established(sessions, { a: 1 })
+    const s = await sessions.load(jar.request(), doEnv)
+    s.set('b', 2).set('c', 3)
+    slow = true
+    await expect(sessions.commit(s, new Response())).rejects.toMatchObject({ code: 'ERR_STORE' })
+    expect((await store.get(await storageKey(first.id), ctx()))?.data).toEqual({ a: 1 })
+    release.resolve()
+    expect(await landed.promise).toBe('written')
+    expect((await store.get(await storageKey(first.id), ctx()))?.data).toEqual({ a: 1, b: 2, c: 3 })
   })
 
   it('refuses a namespace that is not one with ERR_CONFIG, at creation or at the first call', async () => {
