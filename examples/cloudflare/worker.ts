@@ -1,6 +1,7 @@
 /**
  * @module The demo app as a Cloudflare Worker: sessions in Workers KV (binding `SESSIONS`), in Cloudflare D1
- * (binding `DB`) when `SESSION_STORE=d1`, or in Upstash Redis when `UPSTASH_REDIS_REST_URL` and
+ * (binding `DB`) when `SESSION_STORE=d1`, in Durable Objects (binding `SESSION_OBJECTS`) when
+ * `SESSION_STORE=durable-object`, or in Upstash Redis when `UPSTASH_REDIS_REST_URL` and
  * `UPSTASH_REDIS_REST_TOKEN` are set.
  */
 
@@ -8,14 +9,19 @@ import { Redis } from '@upstash/redis/cloudflare'
 import { createSessions, isSessionError, type Sessions } from 'edge-session'
 import { cloudflareKvStore } from 'edge-session/stores/cloudflare-kv'
 import { d1Store } from 'edge-session/stores/d1'
+import { durableObjectStore, type SessionObject } from 'edge-session/stores/durable-object'
 import { upstashStore } from 'edge-session/stores/upstash'
 import { createDemoApp, type DemoData } from '../shared/app.ts'
+
+// The class the SESSION_OBJECTS binding names (wrangler.toml): Wrangler binds the Worker's own export.
+export { SessionObject } from 'edge-session/stores/durable-object'
 
 /** The bindings declared in wrangler.toml, and the secrets from `.dev.vars` or `wrangler secret put`. */
 export type Env = {
   SESSIONS: KVNamespace
   DB: D1Database
-  /** `d1` keeps sessions in D1 (binding `DB`) instead of KV. */
+  SESSION_OBJECTS: DurableObjectNamespace<SessionObject>
+  /** `d1` keeps sessions in D1 (binding `DB`), `durable-object` in Durable Objects, instead of KV. */
   SESSION_STORE?: string
   /** At least 32 characters: `openssl rand -base64 32`. */
   SESSION_SECRET?: string
@@ -52,9 +58,11 @@ let built: { config: string; app: DemoApp } | undefined
 function appFor(env: Env): DemoApp {
   const upstash = env.UPSTASH_REDIS_REST_URL && env.UPSTASH_REDIS_REST_TOKEN
   const useD1 = !upstash && env.SESSION_STORE === 'd1'
+  const useObjects = !upstash && env.SESSION_STORE === 'durable-object'
   const config = JSON.stringify([
     env.SESSION_SECRET,
     useD1,
+    useObjects,
     upstash && env.UPSTASH_REDIS_REST_URL,
     upstash && env.UPSTASH_REDIS_REST_TOKEN,
   ])
@@ -66,13 +74,21 @@ function appFor(env: Env): DemoApp {
           })
         : useD1
           ? d1
-          : // The binding comes from each call's env: sessions.load(request, env), which the Hono middleware does.
-            cloudflareKvStore({ namespace: (bindings: Env) => bindings.SESSIONS }),
+          : useObjects
+            ? durableObjectStore({ namespace: (bindings: Env) => bindings.SESSION_OBJECTS })
+            : // The binding comes from each call's env: sessions.load(request, env), which the Hono middleware does.
+              cloudflareKvStore({ namespace: (bindings: Env) => bindings.SESSIONS }),
       secrets: env.SESSION_SECRET ?? '',
     })
     const app = createDemoApp(sessions, {
       runtime: 'workerd',
-      store: upstash ? 'Upstash Redis' : useD1 ? 'Cloudflare D1' : 'Cloudflare KV',
+      store: upstash
+        ? 'Upstash Redis'
+        : useD1
+          ? 'Cloudflare D1'
+          : useObjects
+            ? 'Cloudflare Durable Objects'
+            : 'Cloudflare KV',
     })
     built = { config, app }
   }

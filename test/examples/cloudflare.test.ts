@@ -70,6 +70,8 @@ async function startInstance(
     compatibilityDate: workerOptions.compatibilityDate,
     compatibilityFlags: workerOptions.compatibilityFlags,
     kvNamespaces: workerOptions.kvNamespaces,
+    // Kept in memory: two instances on one folder would be two objects (test/examples/cloudflare-durable-object).
+    durableObjects: workerOptions.durableObjects,
     modules: true,
     scriptPath,
     bindings,
@@ -258,13 +260,13 @@ describe('the Cloudflare example Worker in Miniflare', () => {
 })
 
 describe('every runtime-neutral entry point in workerd without nodejs_compat', () => {
-  it('keeps sessions with the memory, cookie and KV stores through the Hono middleware', async () => {
+  it('keeps sessions with the memory, cookie, KV and Durable Objects stores through the Hono middleware', async () => {
     const mf = await startInstance(await mkdtemp(join(scratch, 'kv-')), {}, bareScript)
     const globals = await mf.dispatchFetch(`${ORIGIN}/globals`)
     // The pool of the workerd test project turns nodejs_compat on; this Worker shows the library needs none of it.
     expect(await globals.json()).toEqual({ Buffer: 'undefined', process: 'undefined', upstash: 'upstash' })
 
-    for (const store of ['memory', 'cookie', 'cloudflare-kv']) {
+    for (const store of ['memory', 'cookie', 'cloudflare-kv', 'durable-object']) {
       const browser = new Browser()
       for (const visits of [1, 2, 3]) {
         const response = await browser.fetch(mf, `/${store}`)

@@ -8,12 +8,17 @@ import { createSessions, type SessionStore } from 'edge-session'
 import { type SessionEnv, session } from 'edge-session/hono'
 import { cloudflareKvStore, type KvNamespace } from 'edge-session/stores/cloudflare-kv'
 import { cookieStore } from 'edge-session/stores/cookie'
+import { durableObjectStore, type SessionObjectNamespace } from 'edge-session/stores/durable-object'
 import { memoryStore } from 'edge-session/stores/memory'
 import { upstashStore } from 'edge-session/stores/upstash'
 import { Hono } from 'hono'
 
+// The class wrangler.toml binds to SESSION_OBJECTS: a Worker built with that configuration must export it.
+export { SessionObject } from 'edge-session/stores/durable-object'
+
 interface Bindings {
   SESSIONS: KvNamespace
+  SESSION_OBJECTS: SessionObjectNamespace
 }
 type AppEnv = SessionEnv<{ visits?: number }> & { Bindings: Bindings }
 
@@ -35,6 +40,7 @@ const apps: Record<string, Hono<AppEnv>> = {
   memory: countingApp(memoryStore()),
   cookie: countingApp(cookieStore()),
   'cloudflare-kv': countingApp(cloudflareKvStore({ namespace: (env: Bindings) => env.SESSIONS })),
+  'durable-object': countingApp(durableObjectStore({ namespace: (env: Bindings) => env.SESSION_OBJECTS })),
 }
 
 export default {

@@ -5,3 +5,12 @@
 declare module 'cloudflare:workers' {
   export const env: unknown
 }
+
+/** The helpers of `@cloudflare/vitest-pool-workers` the Durable Objects tests use, for the same Node-side check. */
+declare module 'cloudflare:test' {
+  export function runInDurableObject<R>(
+    stub: unknown,
+    callback: (instance: unknown, state: { storage: unknown }) => R | Promise<R>,
+  ): Promise<R>
+  export function runDurableObjectAlarm(stub: unknown): Promise<boolean>
+}
