@@ -15,6 +15,7 @@ import { cookieStore } from 'edge-session/stores/cookie'
 import { memoryStore } from 'edge-session/stores/memory'
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
+import { describeStoreConformance } from '../shared/conformance.ts'
 import { countingStore } from '../support/counting-store.ts'
 import { CookieJar, manualClock } from '../support/jar.ts'
 
@@ -90,6 +91,14 @@ async function loggedIn(visit: ReturnType<typeof setup>['visit'], data: Data = {
   })
   return jar
 }
+
+// The conformance suite, cache on and off, over a store that answers the record as the cache asks: the
+// reissue-from-the-write path (memory itself answers `true` until it learns to).
+describeStoreConformance({
+  name: 'memory answering records',
+  kind: 'server',
+  createStore: () => answeringStore(),
+})
 
 const names = (setCookies: string[]) => setCookies.map((line) => line.slice(0, line.indexOf('=')))
 const cleared = (setCookies: string[], name: string) =>
