@@ -272,7 +272,7 @@ export function describeStoreConformance(options: ConformanceOptions): void {
       })
     }
 
-    describe(`store conformance: ${options.name}${cache ? ' with cookieCache' : ''}`, () => {
+    function tests() {
       it('round-trips every kind of JSON value exactly', async () => {
         const { visit, calls } = await setup()
         const jar = new CookieJar()
@@ -711,6 +711,11 @@ export function describeStoreConformance(options: ConformanceOptions): void {
           if (inner.count) expect(await sessions.count(env())).toBe(0)
         })
       }
+    }
+    // Nested, so the cache run shares the suite's prefix: `store conformance: <name> > with cookieCache > ...`.
+    describe(`store conformance: ${options.name}`, () => {
+      if (cache) describe('with cookieCache', tests)
+      else tests()
     })
   }
 }
