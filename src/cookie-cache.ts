@@ -75,21 +75,30 @@ export class CookieCache {
   }
 
   /**
-   * The view `value` holds when it copies the record under `key` and is still trusted at `now`: within `maxAge`
-   * of its issue and within the session's own deadlines, both checked here on every read. Null otherwise: a
-   * forged, tampered, foreign, expired or unknown-secret cache is ignored, never an error.
+   * What the cache cookie `value` holds, when it is a valid seal of a cache payload; null otherwise (forged,
+   * tampered, sealed under an unknown secret: ignored, never an error). Whether it may be trusted for a session
+   * is {@link trusted}'s to say.
    */
-  open(value: string, key: string, now: number): OpenedCache | null | Promise<OpenedCache | null> {
+  open(value: string): OpenedCache | null | Promise<OpenedCache | null> {
     const known = this.#opened.get(value)
-    if (known !== undefined) return this.#trusted(known, key, now) ? known : null
+    if (known !== undefined) return known
     if (!this.#seals.isWellFormed(value)) return null
     return this.#seals.unseal(value).then((opened) => {
       const view = opened ? fromPayload(opened.value) : null
       if (!opened || !view) return null
       const result = { view, rotated: opened.rotated }
       this.#opened.set(value, result)
-      return this.#trusted(result, key, now) ? result : null
+      return result
     })
+  }
+
+  /**
+   * Whether `opened` copies the record under `key` and is still trusted at `now`: within `maxAge` of its issue and
+   * within the session's own deadlines, both checked on every read.
+   */
+  trusted(opened: OpenedCache, key: string, now: number): boolean {
+    // A copy dated in the future is not trusted (another instance's clock ahead): the store is read instead.
+    return opened.view.key === key && opened.view.issuedAt <= now && this.#lifetime(opened.view, now) > 0
   }
 
   /**
@@ -129,11 +138,6 @@ export class CookieCache {
     const { meta } = view
     const deadline = Math.min(meta.expiresAt, this.#lifetimes.deadline(meta.createdAt, meta.lastSeenAt))
     return Math.min(view.issuedAt + this.#maxAgeMs, deadline) - now
-  }
-
-  #trusted(opened: OpenedCache, key: string, now: number): boolean {
-    // A copy dated in the future is not trusted (another instance's clock ahead): the store is read instead.
-    return opened.view.key === key && opened.view.issuedAt <= now && this.#lifetime(opened.view, now) > 0
   }
 }
 

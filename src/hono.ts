@@ -28,7 +28,8 @@ export interface SessionEnv<Data extends object = SessionData> {
  * `SessionError`, and the response carries no session cookie.
  *
  * With `{ fresh: true }` the session is read from the store, never from the cookie cache (`cookieCache`): for a
- * sensitive route or group, where a revocation made elsewhere must be seen at once.
+ * sensitive route or group, where a revocation made elsewhere must be seen at once. Mount it on those routes
+ * instead of the app-wide middleware, not in addition to it (each would load and commit the session).
  *
  * @param sessionsOrOptions The result of `createSessions()`, or its options.
  * @param options `fresh`: ignore the cookie cache on the routes this middleware serves.

@@ -89,6 +89,8 @@ export class ServerSessions<Data extends object> {
       binding.cache = { held: held.held, view: null, rotated: false }
       if (options?.fresh !== true) cached = held.value
     }
+    /** The cache cookie, opened once (whichever session cookie it turns out to copy). */
+    let opened: OpenedCache | null | undefined
     let tried = 0
     for (let i = 0; i < cookies.length; i++) {
       const [cookieName, value] = cookies[i] as [string, string]
@@ -104,9 +106,12 @@ export class ServerSessions<Data extends object> {
       binding.signed = verified.rotated ? null : value
       // A cache cookie copying this id's record, still trusted: no store call at all.
       if (cache && cached !== null) {
-        const answer = cache.open(cached, verified.key, this.#lifetimes.now())
-        const opened = answer instanceof Promise ? await answer : answer
-        if (opened) return this.#open(verified.id, verified.key, opened.view, info, binding, opened)
+        if (opened === undefined) {
+          const answer = cache.open(cached)
+          opened = answer instanceof Promise ? await answer : answer
+        }
+        if (opened && cache.trusted(opened, verified.key, this.#lifetimes.now()))
+          return this.#open(verified.id, verified.key, opened.view, info, binding, opened)
       }
       // A signed id: the store decides whether it is still a session. A missing or expired record does not end
       // the search (a stale cookie may precede the live one); a client never chooses its id.
