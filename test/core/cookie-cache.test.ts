@@ -13,6 +13,7 @@ import {
 import { session as sessionMiddleware } from 'edge-session/hono'
 import { cookieStore } from 'edge-session/stores/cookie'
 import { memoryStore } from 'edge-session/stores/memory'
+import fc from 'fast-check'
 import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { describeStoreConformance } from '../shared/conformance.ts'
@@ -470,5 +471,34 @@ describe('cookie cache: hostile cache cookies are ignored, never an error', () =
     jar.cookies.set(name, `${'A'.repeat(43)}.${'A'.repeat(43)}`)
     const forged = await visit(jar, (s) => s.get('user'))
     expect(forged.session.isNew).toBe(true)
+  })
+
+  it('never trusts a changed cache cookie: any one-character change, cut or addition reads the store', async () => {
+    const { visit, sessions, methods, reset } = setup()
+    const name = `${sessions.options.cookie.name}.cache`
+    const jar = await loggedIn(visit, { user: 'ada', n: 1 })
+    const good = jar.get(name) as string
+    const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    const changed = fc.oneof(
+      fc
+        .tuple(fc.nat(good.length - 1), fc.constantFrom(...BASE64URL, '*', '.'))
+        .map(([at, ch]) => good.slice(0, at) + ch + good.slice(at + 1)),
+      fc.nat(good.length - 1).map((at) => good.slice(0, at)),
+      fc
+        .string({ unit: fc.constantFrom(...BASE64URL), minLength: 1, maxLength: 4 })
+        .map((tail) => good + tail),
+    )
+    await fc.assert(
+      fc.asyncProperty(changed, async (value) => {
+        fc.pre(value !== good)
+        const forged = jar.clone()
+        forged.cookies.set(name, value)
+        reset()
+        const session = await sessions.load(forged.request())
+        expect(session.all()).toEqual({ user: 'ada', n: 1 })
+        expect(methods()).toEqual(['get'])
+      }),
+      { numRuns: 150 },
+    )
   })
 })
