@@ -9,7 +9,7 @@ import { IronSeals } from './iron.ts'
 import type { Lifetimes } from './lifetimes.ts'
 import type { CachedView } from './session.ts'
 import type { SetCookieWriter } from './set-cookie.ts'
-import type { SessionData, SessionMeta } from './store.ts'
+import { copyData, type SessionData, type SessionMeta } from './store.ts'
 import { storedData, storedUser } from './stores/shared.ts'
 
 /** The sealed JSON: short keys, since it travels with every request. */
@@ -108,7 +108,8 @@ export class CookieCache {
    */
   async issue(key: string, data: SessionData, meta: SessionMeta, now: number, url: string) {
     if (meta.flash !== undefined && meta.flash.length > 0) return null
-    const view: CachedView = { key, data, meta: viewMeta(meta), issuedAt: now }
+    // A copy: the view is kept (opened values are remembered), and `data` may be the store's or the session's.
+    const view: CachedView = { key, data: copyData(data), meta: viewMeta(meta), issuedAt: now }
     return this.#write(view, now, url)
   }
 
