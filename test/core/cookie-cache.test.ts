@@ -325,6 +325,29 @@ describe('cookie cache: flash, regenerate, rotation, size', () => {
     expect(again.result).toBeUndefined()
   })
 
+  it('keeps a flash set by one tab when others, loaded from the cache before it, change a key or touch', async () => {
+    const { visit, sessions, clock, methods, reset } = setup({ touchInterval: 10 })
+    const jar = await loggedIn(visit)
+    clock.advance(11_000)
+    // All three load from the warm cache (no flash in it) before any commits: one browser, three tabs.
+    reset()
+    const flasher = await sessions.load(jar.request())
+    const writer = await sessions.load(jar.request())
+    const toucher = await sessions.load(jar.request())
+    expect(methods()).toEqual([])
+    flasher.flash('notice', 'Saved!')
+    jar.update(await sessions.commit(flasher, new Response()))
+    writer.set('a', 1)
+    jar.update(await sessions.commit(writer, new Response()))
+    jar.update(await sessions.commit(toucher, new Response()))
+    expect(methods()).toEqual(['patch', 'patch', 'touch'])
+    // No response left a cache holding the record without its flash.
+    expect(jar.get('sid.cache')).toBeUndefined()
+    expect((await visit(jar, (s) => s.get('notice'))).result).toBe('Saved!')
+    const after = await visit(jar, (s) => [s.get('notice'), s.all()])
+    expect(after.result).toEqual([undefined, { user: 'ada', a: 1 }])
+  })
+
   it('a regenerate from a cached view reads the store first: the change of another tab is kept (keep applies)', async () => {
     const { visit, sessions, methods, reset } = setup()
     const jar = await loggedIn(visit, { user: 'ada', a: 1 })
