@@ -688,13 +688,13 @@ export function describeStoreConformance(options: ConformanceOptions): void {
       })
 
       if (options.kind === 'server') describeServerStore()
-      if (!cache)
-        describeUserSessions({
-          kind: options.kind,
-          createStore: options.createStore,
-          env,
-          supported: options.userSessions ?? true,
-        })
+      describeUserSessions({
+        kind: options.kind,
+        createStore: options.createStore,
+        env,
+        supported: options.userSessions ?? true,
+        ...(cache ? { cookieCache: { maxAge: CACHE_AGE } } : {}),
+      })
 
       if (options.realTimeExpiry) {
         it('forgets a record once its TTL has passed, by the store itself', async () => {
