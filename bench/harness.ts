@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { startLocalUpstash } from '../test/support/local-upstash.ts'
+import { type CookieCacheFigures, type CookieCacheOptions, measureCookieCache } from './cookie-cache.ts'
 import { type HttpOptions, type HttpRow, measureHttp } from './http.ts'
 import { type MicroOptions, type MicroRow, measureMicro } from './micro.ts'
 import { combineProcesses, type PairedOptions, type SubjectFigures } from './paired.ts'
@@ -24,6 +25,8 @@ export interface BenchOptions {
   http: Omit<HttpOptions, 'log'> | false
   /** Repetitions of each round-trip count (they must agree); 0 skips them. */
   roundTripRepeat: number
+  /** The cookie cache's latency and CPU figures; false or absent skips them. */
+  cookieCache?: CookieCacheOptions | false
   /** Subject ids to measure (the baseline always is); all when absent. */
   only?: readonly string[]
   /** False leaves out the SQL stores (MariaDB, PostgreSQL, D1 through Miniflare); they are in by default. */
@@ -37,6 +40,7 @@ export const DEFAULT_OPTIONS: BenchOptions = {
   micro: { rounds: 5, cryptoOps: 300, fastOps: 20_000 },
   http: { rounds: 3, seconds: 3, connections: 10 },
   roundTripRepeat: 3,
+  cookieCache: { delayMs: 20, latencyRequests: 41, rounds: 21, batch: 2000 },
 }
 
 export interface Machine {
@@ -66,6 +70,7 @@ export interface BenchResult {
   paired: SubjectFigures[]
   targets: TargetCheck[]
   roundTrips: RoundTripRow[] | null
+  cookieCache: CookieCacheFigures | null
   micro: MicroRow[] | null
   http: HttpRow[] | null
 }
@@ -135,6 +140,17 @@ export function checkTargets(rows: readonly SubjectFigures[]): TargetCheck[] {
     }
   }
   return checks
+}
+
+/** The cookie cache's target: a read it answers costs at most twice the memory store's read. */
+export function cookieCacheTarget(figures: CookieCacheFigures): TargetCheck {
+  const value = figures.cpu.cachedToMemory
+  return {
+    name: 'cookie cache, warm read vs memory store read',
+    limit: '≤ 2x',
+    measured: `${value.toFixed(2)}x`,
+    pass: value <= 2,
+  }
 }
 
 /** Runs the paired measurement of every subject in a process of its own (bench/paired-child.ts). */
@@ -212,6 +228,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   } finally {
     await sql?.stop()
   }
+  let cookieCache: CookieCacheFigures | null = null
+  if (options.cookieCache) {
+    log(`cookie cache (Upstash + ${options.cookieCache.delayMs} ms per call)...`)
+    const upstash = await startLocalUpstash()
+    try {
+      cookieCache = await measureCookieCache(upstash, options.cookieCache)
+    } finally {
+      await upstash.stop()
+    }
+  }
   let micro: MicroRow[] | null = null
   if (options.micro) {
     log('micro figures...')
@@ -238,8 +264,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     versions: versions(),
     options,
     paired,
-    targets: checkTargets(paired),
+    targets: [...checkTargets(paired), ...(cookieCache ? [cookieCacheTarget(cookieCache)] : [])],
     roundTrips,
+    cookieCache,
     micro,
     http,
   }

@@ -65,6 +65,33 @@ export function microTable(result: BenchResult): string | null {
   )
 }
 
+/** The cookie cache's figures: read latency on a delayed Upstash, and a cached read's time per request. */
+export function cookieCacheTable(result: BenchResult): string | null {
+  const figures = result.cookieCache
+  if (!figures) return null
+  const { latency, cpu } = figures
+  return table(
+    ['Read-only request', 'Median', 'Ratio'],
+    [
+      [
+        `Upstash + ${figures.delayMs} ms per call, no cache: latency`,
+        `${latency.withoutMs.toFixed(2)} ms`,
+        '',
+      ],
+      [
+        `Upstash + ${figures.delayMs} ms per call, warm cookie cache: latency`,
+        `${latency.withMs.toFixed(2)} ms`,
+        ratio(latency.withMs / latency.withoutMs),
+      ],
+      ['no session (baseline): time per request', `${cpu.baselineUs.toFixed(1)} µs`, '1.00x'],
+      ['memory store read: time per request', `${cpu.memoryUs.toFixed(1)} µs`, ratio(cpu.memoryRatio)],
+      ['warm cookie cache read: time per request', `${cpu.cachedUs.toFixed(1)} µs`, ratio(cpu.cachedRatio)],
+      ['warm cookie cache read / memory store read', '', ratio(cpu.cachedToMemory)],
+    ],
+    [1, 2],
+  )
+}
+
 /** The round trips per request kind, per store. */
 function roundTripTable(result: BenchResult): string | null {
   const withSql = result.roundTrips?.some((row) => row.sql) ?? false
@@ -200,6 +227,21 @@ transaction) or statement run on its own (\`first\`, \`all\`, \`run\`).
 
 ${roundTrips ?? '_Not run._'}
 
+## Cookie cache
+
+${
+  result.cookieCache
+    ? `\`cookieCache: { maxAge: 300 }\` on the Upstash store (the local endpoint), every store call delayed by
+${result.cookieCache.delayMs} ms, as a distant region's round trip would be. Latency: the median of
+${result.cookieCache.latency.requests} read-only requests (\`GET /count\`) timed one by one, without the cache and with a warm one
+(no store call). Time per request: ${result.cookieCache.cpu.rounds} paired rounds of the baseline, the memory store's read and the
+cached read, order rotating; ratios are medians of per-round ratios (the target: a cached read within 2x of the
+memory store's read).
+
+${cookieCacheTable(result)}`
+    : '_Not run (`--no-cookie-cache`)._'
+}
+
 ## Micro figures
 
 Median over ${options.micro ? options.micro.rounds : 0} rounds of the mean time per call, calls awaited one after another. "Uncached"
@@ -245,6 +287,8 @@ export function summary(result: BenchResult): string {
   const lines = [perRequestTable(result), '', targetsTable(result)]
   const trips = roundTripTable(result)
   if (trips) lines.push('', trips)
+  const cache = cookieCacheTable(result)
+  if (cache) lines.push('', cache)
   const micro = microTable(result)
   if (micro) lines.push('', micro)
   if (result.http) {

@@ -97,6 +97,34 @@ const STEPS: readonly Step[] = [
   },
 ]
 
+/** The cookie cache's maxAge in its rows: longer than the touch interval, so a due touch finds the cache warm. */
+const CACHE = { maxAge: 120 }
+
+/** With `cookieCache`: each step starts with a warm cache (the session's first write issued it). */
+const CACHE_STEPS: readonly Step[] = [
+  {
+    kind: 'read-only, warm cache',
+    request: 'GET /count with the session and cache cookies (cookieCache: { maxAge: 120 })',
+    prepare: newSession,
+    run: (client) => client.send('GET', '/count'),
+  },
+  {
+    kind: 'changing, warm cache',
+    request: 'POST /count with a warm cache: the write alone',
+    prepare: newSession,
+    run: (client) => client.send('POST', '/count'),
+  },
+  {
+    kind: 'touch due, warm cache',
+    request: 'GET /count with a warm cache, touchInterval (60 s) passed: the touch alone',
+    prepare: async (client, clock) => {
+      await newSession(client)
+      clock.advance(61_000)
+    },
+    run: (client) => client.send('GET', '/count'),
+  },
+]
+
 type UserSessions = Sessions<Record<string, unknown>>
 
 /** A user's devices, logged in before a per-user step (not counted). */
@@ -181,40 +209,41 @@ function subjectOf(id: string, fetch: (request: Request) => Response | Promise<R
 }
 
 /** A SQL store with an app and a clock of its own, for the counter-app steps. */
-function sqlSubjects(sql: SqlStores | undefined) {
+function sqlSubjects(sql: SqlStores | undefined, cache?: { maxAge: number }) {
   return SQL_NAMES.map((name) => {
     const counted = sql?.[name] as CountedStore<ServerStore> | undefined
     if (!counted) return undefined
     const clock = manualClock(Date.now())
-    return { name, counted, clock, app: edgeSessionApp(counted.store, clock.now) }
+    return { name, counted, clock, app: edgeSessionApp(counted.store, clock.now, cache) }
   }).filter((entry) => entry !== undefined)
 }
 
 /**
- * Runs every kind of request `repeat` times against edge-session on the memory store, on the Upstash store and,
- * with `sql`, on the SQL stores, counting store round trips. A kind whose count differs between repetitions
- * throws: counts are not averages.
+ * The counter-app steps, each run `repeat` times on the memory store (counted calls), the Upstash store (counted
+ * HTTP requests) and, with `sql`, the SQL stores; with `cache`, every app keeps the cookie cache.
  */
-export async function countRoundTrips(
+async function countSteps(
+  steps: readonly Step[],
   upstash: LocalUpstash,
-  repeat = 3,
-  sql?: SqlStores,
+  memory: ReturnType<typeof countingStore>,
+  repeat: number,
+  sql: SqlStores | undefined,
+  cache?: { maxAge: number },
 ): Promise<RoundTripRow[]> {
-  const sqlApps = sqlSubjects(sql)
-  const sqlSessions = sqlApps.map((entry) => ({
-    ...entry,
-    sessions: sessionsOver(entry.counted.store, entry.clock.now),
-  }))
+  const sqlApps = sqlSubjects(sql, cache)
   const memoryClock = manualClock(Date.now())
-  const memory = countingStore(memoryStore())
-  const memoryApp = edgeSessionApp(memory, memoryClock.now)
+  const memoryApp = edgeSessionApp(memory, memoryClock.now, cache)
   const upstashClock = manualClock(Date.now())
   const upstashApp = edgeSessionApp(
-    upstashStore({ redis: upstash.client(), prefix: 'bench-round-trips:' }),
+    upstashStore({
+      redis: upstash.client(),
+      prefix: cache ? 'bench-round-trips-cache:' : 'bench-round-trips:',
+    }),
     upstashClock.now,
+    cache,
   )
   const rows: RoundTripRow[] = []
-  for (const step of STEPS) {
+  for (const step of steps) {
     const counts = new Set<string>()
     let row: RoundTripRow | undefined
     for (let i = 0; i < repeat; i++) {
@@ -246,6 +275,8 @@ export async function countRoundTrips(
         memory: { calls: methods.length, methods: methods.join(', ') },
         upstash: { requests, commands },
         ...(trips ? { sql: trips } : {}),
+        // The cookie store is the session already: a cookie cache is for server stores only.
+        ...(cache ? { cookie: 'n/a' } : {}),
       }
       counts.add(JSON.stringify([row.memory, row.upstash, row.sql]))
     }
@@ -254,6 +285,30 @@ export async function countRoundTrips(
     }
     rows.push(row)
   }
+  return rows
+}
+
+/**
+ * Runs every kind of request `repeat` times against edge-session on the memory store, on the Upstash store and,
+ * with `sql`, on the SQL stores, counting store round trips. A kind whose count differs between repetitions
+ * throws: counts are not averages.
+ */
+export async function countRoundTrips(
+  upstash: LocalUpstash,
+  repeat = 3,
+  sql?: SqlStores,
+): Promise<RoundTripRow[]> {
+  const sqlSessions = sqlSubjects(sql).map((entry) => ({
+    ...entry,
+    sessions: sessionsOver(entry.counted.store, entry.clock.now),
+  }))
+  const memory = countingStore(memoryStore())
+  const rows: RoundTripRow[] = [
+    ...(await countSteps(STEPS, upstash, memory, repeat, sql)),
+    ...(await countSteps(CACHE_STEPS, upstash, countingStore(memoryStore()), repeat, sql, CACHE)),
+  ]
+  const memoryClock = manualClock(Date.now())
+  const upstashClock = manualClock(Date.now())
   const memorySessions = sessionsOver(memory, memoryClock.now)
   const upstashSessions = sessionsOver(
     upstashStore({ redis: upstash.client(), prefix: 'bench-round-trips-users:' }),

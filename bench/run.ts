@@ -4,6 +4,7 @@
  * Options: `--rounds N` (paired rounds per process), `--processes N` (processes that each measure every subject),
  * `--quick` (few rounds, short HTTP runs: a check, not figures to keep),
  * `--only id,id` (subjects to pair with the baseline), `--no-http`, `--no-micro`, `--no-round-trips`,
+ * `--no-cookie-cache` (leaves out the cookie cache's latency and CPU figures),
  * `--no-sql` (leaves out the SQL stores and the database servers they need),
  * `--out FILE` (default BENCHMARKS.md), `--no-write`. Only a run with the default options writes
  * BENCHMARKS.md; any other writes only the file `--out` names. The chart goes to `docs/benchmarks.svg` beside it.
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     'no-http': { type: 'boolean', default: false },
     'no-micro': { type: 'boolean', default: false },
     'no-round-trips': { type: 'boolean', default: false },
+    'no-cookie-cache': { type: 'boolean', default: false },
     'no-sql': { type: 'boolean', default: false },
     out: { type: 'string', default: 'BENCHMARKS.md' },
     'no-write': { type: 'boolean', default: false },
@@ -55,6 +57,8 @@ if (values.quick) {
   options.paired.processes = 1
   if (options.micro) options.micro.rounds = 2
   if (options.http) options.http = { ...options.http, rounds: 1, seconds: 1 }
+  if (options.cookieCache)
+    options.cookieCache = { ...options.cookieCache, latencyRequests: 11, rounds: 5, batch: 500 }
 }
 if (values.rounds !== undefined) {
   const rounds = Number(values.rounds)
@@ -69,6 +73,7 @@ if (values.processes !== undefined) {
 if (values['no-http']) options.http = false
 if (values['no-micro']) options.micro = false
 if (values['no-round-trips']) options.roundTripRepeat = 0
+if (values['no-cookie-cache']) options.cookieCache = false
 if (values['no-sql']) options.sql = false
 if (values.only) options.only = values.only.split(',')
 options.log = (line) => console.error(line)
@@ -81,6 +86,7 @@ const partial =
   values['no-http'] ||
   values['no-micro'] ||
   values['no-round-trips'] ||
+  values['no-cookie-cache'] ||
   values['no-sql']
 const result = await runBench(options)
 console.log(summary(result))

@@ -95,12 +95,18 @@ export function baselineApp(): Hono {
   })
 }
 
-/** edge-session's Hono middleware over `store` (a server store or the sealed cookie store). */
+/** edge-session's Hono middleware over `store` (a server store or the sealed cookie store), with `cookieCache`. */
 export function edgeSessionApp(
   store: ServerStore | ReturnType<typeof cookieStore>,
   now?: () => number,
+  cookieCache?: { maxAge: number },
 ): Hono {
-  const sessions = createSessions<CounterData>({ store, secrets: [SECRET], ...(now ? { now } : {}) })
+  const sessions = createSessions<CounterData>({
+    store,
+    secrets: [SECRET],
+    ...(now ? { now } : {}),
+    ...(cookieCache ? { cookieCache } : {}),
+  })
   const get = (c: Context) => (c as unknown as Context<SessionEnv<CounterData>>).get('session')
   return counterApp({
     middleware: [session(sessions) as unknown as MiddlewareHandler],

@@ -4,7 +4,7 @@ import type { Context, Env, MiddlewareHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { isSessionError } from './errors.ts'
 import type { Session } from './session.ts'
-import { createSessions, type Sessions, type SessionsOptions } from './sessions.ts'
+import { createSessions, type LoadOptions, type Sessions, type SessionsOptions } from './sessions.ts'
 import type { SessionData } from './store.ts'
 
 /** Hono environment for typed `c.get('session')`: `new Hono<SessionEnv<MyData>>()`. */
@@ -27,7 +27,12 @@ export interface SessionEnv<Data extends object = SessionData> {
  * A store failure (down, erroring, slower than `storeTimeout`) becomes a 503 `HTTPException` whose `cause` is the
  * `SessionError`, and the response carries no session cookie.
  *
+ * With `{ fresh: true }` the session is read from the store, never from the cookie cache (`cookieCache`): for a
+ * sensitive route or group, where a revocation made elsewhere must be seen at once. Mount it on those routes
+ * instead of the app-wide middleware, not in addition to it (each would load and commit the session).
+ *
  * @param sessionsOrOptions The result of `createSessions()`, or its options.
+ * @param options `fresh`: ignore the cookie cache on the routes this middleware serves.
  * @typeParam E The app's Hono env, when it has bindings or variables of its own besides the session.
  * @example
  * ```ts
@@ -43,7 +48,9 @@ export interface SessionEnv<Data extends object = SessionData> {
  */
 export function session<Data extends object = SessionData, E extends Env = SessionEnv<Data>>(
   sessionsOrOptions: Sessions<Data> | SessionsOptions,
+  options?: LoadOptions,
 ): MiddlewareHandler<E> {
+  const load = options?.fresh === true ? { fresh: true } : undefined
   const sessions = isSessions<Data>(sessionsOrOptions)
     ? sessionsOrOptions
     : createSessions<Data>(sessionsOrOptions)
@@ -52,7 +59,7 @@ export function session<Data extends object = SessionData, E extends Env = Sessi
     const c = context as unknown as Context<SessionEnv<Data>>
     let current: Session<Data>
     try {
-      current = await sessions.load(c.req.raw, c.env)
+      current = await sessions.load(c.req.raw, c.env, load)
     } catch (error) {
       throw unavailable(error)
     }

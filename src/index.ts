@@ -4,8 +4,10 @@ export type { CookieAttributes, SameSite } from './cookie.ts'
 export { isSessionError, SessionError, type SessionErrorCode } from './errors.ts'
 export { type RegenerateOptions, Session, type SetUserOptions } from './session.ts'
 export {
+  type CookieCacheOptions,
   type CookieOptions,
   createSessions,
+  type LoadOptions,
   type ResolvedSessionsOptions,
   type Sessions,
   type SessionsOptions,

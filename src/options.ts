@@ -50,6 +50,19 @@ export interface SessionsOptions {
    * being committed). Default: no limit. Server stores only.
    */
   maxSessionsPerUser?: number
+  /**
+   * Keep a short-lived sealed copy of the session in a second cookie (`<name>.cache`), so most reads make no store
+   * call. `maxAge`: seconds a copy is trusted, 1 to 300. A revoke, a destroy or a change made elsewhere is seen by
+   * this browser within `maxAge` at most (`load(request, env, { fresh: true })` sees it at once). Off by default;
+   * server stores only. See docs/cookie-cache.md.
+   */
+  cookieCache?: CookieCacheOptions
+}
+
+/** Options of the cookie cache (`cookieCache`). */
+export interface CookieCacheOptions {
+  /** Seconds a cached copy is trusted from its issue: an integer from 1 to 300. */
+  maxAge: number
 }
 
 /** The cookie options in force. */
@@ -67,6 +80,8 @@ export interface ResolvedSessionsOptions {
   readonly storeTimeout: number
   readonly now: () => number
   readonly maxSessionsPerUser: number | undefined
+  /** The cookie cache, when on. */
+  readonly cookieCache: Readonly<CookieCacheOptions> | undefined
 }
 
 export const DEFAULTS = Object.freeze({
@@ -86,7 +101,11 @@ const OPTION_NAMES = [
   'storeTimeout',
   'now',
   'maxSessionsPerUser',
+  'cookieCache',
 ] as const
+const COOKIE_CACHE_OPTION_NAMES = ['maxAge'] as const
+/** Longest `cookieCache.maxAge`, in seconds: how long a revocation may go unseen, at most. */
+const MAX_CACHE_AGE = 300
 const COOKIE_OPTION_NAMES = [
   'name',
   'path',
@@ -112,7 +131,8 @@ export function resolveOptions(options: SessionsOptions): ResolvedSessionsOption
   resolveSecrets(options.secrets)
   const timing = resolveTiming(options, store)
   const cookie = resolveCookie(options.cookie)
-  return Object.freeze({ store, cookie, ...timing })
+  const cookieCache = resolveCookieCache(options.cookieCache, store)
+  return Object.freeze({ store, cookie, ...timing, cookieCache })
 }
 
 /** The secrets as an array, checked. */
@@ -209,6 +229,28 @@ function resolveTiming(options: SessionsOptions, store: SessionStore) {
       throw configError('maxSessionsPerUser needs a server store: sealed cookies keep no record to revoke')
   }
   return { idleTimeout, absoluteTimeout, touchInterval, storeTimeout, now, maxSessionsPerUser }
+}
+
+function resolveCookieCache(
+  options: CookieCacheOptions | undefined,
+  store: SessionStore,
+): Readonly<CookieCacheOptions> | undefined {
+  if (options === undefined) return undefined
+  if (typeof options !== 'object' || options === null)
+    throw configError('options.cookieCache must be an object such as { maxAge: 30 }')
+  refuseUnknown(options, COOKIE_CACHE_OPTION_NAMES, 'cookieCache.')
+  if (store.kind === 'cookie') {
+    throw configError(
+      'cookieCache needs a server store: with the cookie store the cookie already is the session',
+    )
+  }
+  const { maxAge } = options
+  if (typeof maxAge !== 'number' || !Number.isInteger(maxAge) || maxAge < 1 || maxAge > MAX_CACHE_AGE) {
+    throw configError(
+      `cookieCache.maxAge must be a whole number of seconds from 1 to ${MAX_CACHE_AGE}, got ${String(maxAge)}`,
+    )
+  }
+  return Object.freeze({ maxAge })
 }
 
 function resolveCookie(options: CookieOptions | undefined): ResolvedCookieOptions {

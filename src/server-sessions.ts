@@ -4,6 +4,7 @@
  */
 
 import { MAX_COOKIE_CANDIDATES, readCookies } from './cookie.ts'
+import { CookieCache, type OpenedCache } from './cookie-cache.ts'
 import {
   BoundedCache,
   createSessionId,
@@ -16,6 +17,7 @@ import { SessionError } from './errors.ts'
 import { Lifetimes, timesOf } from './lifetimes.ts'
 import type { ResolvedSessionsOptions } from './options.ts'
 import {
+  type CacheBinding,
   createState,
   hasData,
   Session,
@@ -29,12 +31,21 @@ import {
   copyData,
   type RecordPatch,
   type ServerStore,
+  type SessionData,
   type SessionMeta,
+  type SessionRecord,
   type SessionUser,
   type StoreContext,
+  type WriteAnswer,
 } from './store.ts'
 import { type CallEntries, callStore } from './store-call.ts'
 import { hashUserId, legacyHandle, requestInfo, type UserSession, UserSessions } from './user-sessions.ts'
+
+/** Options of `sessions.load()`. */
+export interface LoadOptions {
+  /** Ignore the cookie cache: read the store, so a revocation or a change made elsewhere is seen at once. */
+  fresh?: boolean
+}
 
 export class ServerSessions<Data extends object> {
   readonly options: ResolvedSessionsOptions
@@ -45,6 +56,8 @@ export class ServerSessions<Data extends object> {
   readonly #users: UserSessions
   /** Storage key → the handle derived for a record without one (see `#legacyHandle`). */
   readonly #legacyHandles = new BoundedCache<string>(10_000)
+  /** The cookie cache, when on. */
+  readonly #cache: CookieCache | undefined
 
   constructor(options: ResolvedSessionsOptions, store: ServerStore, secrets: readonly string[]) {
     this.options = options
@@ -53,13 +66,31 @@ export class ServerSessions<Data extends object> {
     this.#lifetimes = new Lifetimes(options, store.minTouchInterval ?? 0)
     this.#users = new UserSessions(store, options, this.#lifetimes)
     this.#cookies = new SetCookieWriter(options.cookie)
+    const cache = options.cookieCache
+    if (cache)
+      this.#cache = new CookieCache(
+        options.cookie.name,
+        cache.maxAge,
+        secrets,
+        this.#lifetimes,
+        this.#cookies,
+      )
   }
 
-  async load(request: Request, env?: unknown): Promise<Session<Data>> {
+  async load(request: Request, env?: unknown, options?: LoadOptions): Promise<Session<Data>> {
     const info = requestInfo(request, env)
     const binding: SessionBinding = { key: null, rotated: false, signed: null, cookies: [], user: undefined }
     const name = this.options.cookie.name
     const cookies = readCookies(request.headers.get('cookie'), name)
+    const cache = this.#cache
+    let cached: string | null = null
+    if (cache) {
+      const held = cache.held(cookies)
+      binding.cache = { held: held.held, view: null, rotated: false }
+      if (options?.fresh !== true) cached = held.value
+    }
+    /** The cache cookie, opened once (whichever session cookie it turns out to copy). */
+    let opened: OpenedCache | null | undefined
     let tried = 0
     for (let i = 0; i < cookies.length; i++) {
       const [cookieName, value] = cookies[i] as [string, string]
@@ -71,30 +102,57 @@ export class ServerSessions<Data extends object> {
       if (++tried > MAX_COOKIE_CANDIDATES) break
       verified ??= await this.#signer.verify(value)
       if (!verified) continue
+      binding.rotated = verified.rotated
+      binding.signed = verified.rotated ? null : value
+      // A cache cookie copying this id's record, still trusted: no store call at all.
+      if (cache && cached !== null) {
+        if (opened === undefined) {
+          const answer = cache.open(cached)
+          opened = answer instanceof Promise ? await answer : answer
+        }
+        if (opened && cache.trusted(opened, verified.key, this.#lifetimes.now()))
+          return this.#open(verified.id, verified.key, opened.view, info, binding, opened)
+      }
       // A signed id: the store decides whether it is still a session. A missing or expired record does not end
       // the search (a stale cookie may precede the live one); a client never chooses its id.
       const store = this.#store
       const answer = this.#call(env, 'read', (ctx) => store.get(verified.key, ctx))
       const record = answer instanceof Promise ? await answer : answer
       if (!record || !this.#lifetimes.isLive(record.meta, this.#lifetimes.now())) continue
-      binding.key = verified.key
-      binding.rotated = verified.rotated
-      binding.signed = verified.rotated ? null : value
-      const { handle, user } = record.meta
-      if (user && handle) binding.user = { user: user.key, handle }
-      // A record written before handles existed gets one derived from its key: stable, and no bearer token.
-      const state = createState(
-        verified.id,
-        record.meta,
-        info,
-        binding,
-        record.data,
-        handle ?? this.#legacyHandles.get(verified.key) ?? (await this.#legacyHandle(verified.key)),
-      )
-      return this.#wrap(state)
+      return this.#open(verified.id, verified.key, record, info, binding)
     }
+    binding.rotated = false
+    binding.signed = null
     const now = this.#lifetimes.now()
     return this.#wrap(createState(createSessionId(), this.#lifetimes.start(now), info, binding))
+  }
+
+  /** The session of a live record (or of a cached view of it, `opened`). */
+  async #open(
+    id: string,
+    key: string,
+    record: SessionRecord,
+    info: ReturnType<typeof requestInfo>,
+    binding: SessionBinding,
+    opened?: OpenedCache,
+  ): Promise<Session<Data>> {
+    binding.key = key
+    if (opened && binding.cache) {
+      binding.cache.view = opened.view
+      binding.cache.rotated = opened.rotated
+    }
+    const { handle, user } = record.meta
+    if (user && handle) binding.user = { user: user.key, handle }
+    // A record written before handles existed gets one derived from its key: stable, and no bearer token.
+    const state = createState(
+      id,
+      record.meta,
+      info,
+      binding,
+      record.data,
+      handle ?? this.#legacyHandles.get(key) ?? (await this.#legacyHandle(key)),
+    )
+    return this.#wrap(state)
   }
 
   async commit(session: Session<Data>, response: Response): Promise<Response> {
@@ -103,6 +161,7 @@ export class ServerSessions<Data extends object> {
     const name = this.options.cookie.name
     const now = this.#lifetimes.now()
     const setCookies: string[] = []
+    const cache = binding.cache
 
     if (state.phase === 'destroyed') {
       if (binding.key !== null) {
@@ -114,10 +173,14 @@ export class ServerSessions<Data extends object> {
       }
       if (binding.cookies.length > 0) setCookies.push(this.#cookies.clear(name, request.url))
       binding.cookies = []
+      this.#clearCache(cache, request.url, setCookies)
     } else if (
       state.phase === 'regenerated' ||
       (state.phase === 'unsaved' && (hasData(state) || state.user !== null))
     ) {
+      // A cached view may miss another tab's recent change: a whole record is never written from one.
+      if (state.phase === 'regenerated' && cache?.view && !(await this.#rebuild(state, now)))
+        return this.#ended(session, response)
       // A whole record under a new id: a new session, or a regenerated one replacing its old record.
       const [key, value] = await this.#keyAndCookie(state.id, state)
       const meta = this.#lifetimes.written(state, now)
@@ -135,6 +198,8 @@ export class ServerSessions<Data extends object> {
       const bound = state.userChanged && meta.user !== undefined
       this.#settle(state, key, value, meta)
       setCookies.push(this.#cookies.cookie(name, value, meta.expiresAt - now, request.url))
+      // The record is ours alone (a fresh id): the cache copies what was written.
+      if (cache) await this.#issueCache(cache, key, record, now, request.url, setCookies)
       if (bound && this.#users.limit !== undefined)
         await this.#users.trim(meta.user as SessionUser, key, request.env)
     } else if (state.phase === 'stored') {
@@ -144,31 +209,139 @@ export class ServerSessions<Data extends object> {
         const meta = this.#lifetimes.written(state, now)
         const ttl = this.#ttl(meta, now)
         const store = this.#store
-        const ok = await this.#call(
+        const entries: CallEntries = {}
+        if (binding.user) entries.user = binding.user
+        if (cache) entries.returnRecord = true
+        const answer: WriteAnswer = await this.#call(
           request.env,
           'write',
           (ctx) =>
             changed || !store.touch
               ? store.patch(key, patchOf(state, meta), ttl, ctx)
               : store.touch(key, timesOf(meta), ttl, ctx),
-          binding.user ? { user: binding.user } : undefined,
+          entries,
         )
-        if (!ok) return this.#ended(session, response)
+        if (!answer) return this.#ended(session, response)
         const value = binding.signed ?? (await this.#signer.sign(state.id, key))
         this.#settle(state, key, value, meta)
         // The deadline moved: send the cookie again so its Max-Age follows.
         setCookies.push(this.#cookies.cookie(name, value, meta.expiresAt - now, request.url))
-      } else if (binding.rotated) {
-        const value = await this.#signer.sign(state.id, key)
-        this.#settle(state, key, value, state.meta)
-        setCookies.push(this.#cookies.cookie(name, value, state.meta.expiresAt - now, request.url))
+        // Never stale for its own writes: the cache copies the record as the store holds it after this write
+        // (another tab's concurrent change included), or, where the store cannot answer it, is cleared.
+        if (cache) {
+          if (typeof answer === 'object')
+            await this.#issueCache(cache, key, answer, now, request.url, setCookies)
+          else this.#clearCache(cache, request.url, setCookies)
+        }
+      } else {
+        if (binding.rotated) {
+          const value = await this.#signer.sign(state.id, key)
+          this.#settle(state, key, value, state.meta)
+          setCookies.push(this.#cookies.cookie(name, value, state.meta.expiresAt - now, request.url))
+        }
+        if (cache?.view) {
+          // Sealed under an older secret: sealed again under the first, trusted no longer than it was.
+          const view = cache.view
+          if (cache.rotated) {
+            const cookie = await this.#cacheCookie(() => this.#cache?.reseal(view, now, request.url))
+            this.#placeCache(cache, cookie, request.url, setCookies)
+          }
+        } else if (cache) {
+          // This request read the store: its record, unchanged, is what the cache copies.
+          await this.#issueCache(cache, key, state, now, request.url, setCookies)
+        }
       }
-    } else if (binding.cookies.length > 0) {
-      // No cookie opened a session and nothing to keep: clear ours once, so it is not checked on every request.
-      setCookies.push(this.#cookies.clear(name, request.url))
-      binding.cookies = []
+    } else {
+      if (binding.cookies.length > 0) {
+        // No cookie opened a session and nothing to keep: clear ours once, so it is not checked on every request.
+        setCookies.push(this.#cookies.clear(name, request.url))
+        binding.cookies = []
+      }
+      this.#clearCache(cache, request.url, setCookies)
     }
     return appendSetCookies(response, setCookies)
+  }
+
+  /**
+   * Before a regenerate from a cached view writes a whole record: the stored record, read now, with this
+   * request's changes and `keep` applied to it, so a change another tab made since the cache was issued is kept.
+   * False when the record is gone or expired (revoked, destroyed, regenerated elsewhere): the session ends.
+   */
+  async #rebuild(state: SessionState, now: number): Promise<boolean> {
+    const { binding, request } = state
+    const key = binding.key as string
+    const view = binding.cache?.view as NonNullable<CacheBinding['view']>
+    const store = this.#store
+    const answer = this.#call(request.env, 'read', (ctx) => store.get(key, ctx))
+    const stored = answer instanceof Promise ? await answer : answer
+    if (!stored || !this.#lifetimes.isLive(stored.meta, now)) return false
+    const edited = new Set(state.edited)
+    for (const changed of state.changes.keys()) edited.add(changed)
+    const storedFlash = stored.meta.flash ?? []
+    const data: SessionData = copyData()
+    const flash = new Set<string>()
+    for (const name of Object.keys(stored.data)) {
+      if (edited.has(name)) continue
+      // A key the view held stays unless this request dropped it (keep); one added since stays unless keep
+      // names other keys.
+      const kept = Object.hasOwn(view.data, name)
+        ? Object.hasOwn(state.data, name)
+        : state.kept === null || state.kept.has(name)
+      if (!kept) continue
+      data[name] = stored.data[name]
+      if (storedFlash.includes(name)) flash.add(name)
+    }
+    for (const name of edited) {
+      if (!Object.hasOwn(state.data, name)) continue
+      data[name] = state.data[name]
+      if (state.flash.has(name)) flash.add(name)
+    }
+    state.data = data
+    state.flash = flash
+    return true
+  }
+
+  /** Issues a cache copying `record` (under `key`, as the store holds it at `now`), or clears the old one. */
+  async #issueCache(
+    cache: CacheBinding,
+    key: string,
+    record: Pick<SessionRecord, 'data' | 'meta'>,
+    now: number,
+    url: string,
+    setCookies: string[],
+  ): Promise<void> {
+    const cookie = await this.#cacheCookie(() => this.#cache?.issue(key, record.data, record.meta, now, url))
+    this.#placeCache(cache, cookie, url, setCookies)
+  }
+
+  /** A cache cookie, or null: a failure to seal one costs the next request a store read, never this response. */
+  async #cacheCookie(make: () => Promise<string | null> | undefined): Promise<string | null> {
+    try {
+      return (await make()) ?? null
+    } catch {
+      return null
+    }
+  }
+
+  #placeCache(cache: CacheBinding, cookie: string | null, url: string, setCookies: string[]): void {
+    cache.view = null
+    cache.rotated = false
+    if (cookie === null) {
+      this.#clearCache(cache, url, setCookies)
+      return
+    }
+    setCookies.push(cookie)
+    cache.held = true
+  }
+
+  /** Clears the cache cookie the browser holds, if any: the next read goes to the store. */
+  #clearCache(cache: CacheBinding | undefined, url: string, setCookies: string[]): void {
+    if (!cache) return
+    cache.view = null
+    cache.rotated = false
+    if (!cache.held || !this.#cache) return
+    setCookies.push(this.#cache.clear(url))
+    cache.held = false
   }
 
   async count(env?: unknown): Promise<number> {
@@ -240,7 +413,8 @@ export class ServerSessions<Data extends object> {
    * A write found the record gone (destroyed or regenerated by a concurrent request, or expired): the session
    * ends. Its cookie is left alone: the request that destroyed the record clears it, and the one that regenerated
    * it sends the new cookie, which a clearing sent from here could overwrite in the browser, ending the session
-   * it moved to. A stale cookie opens nothing anyway.
+   * it moved to. A stale cookie opens nothing anyway. Its cache cookie is cleared, though: it would keep opening
+   * the ended session until `maxAge` (overwriting another request's new cache costs only a store read).
    */
   #ended(session: Session<Data>, response: Response): Response {
     const state = session[STATE]
@@ -248,7 +422,9 @@ export class ServerSessions<Data extends object> {
     state.binding.key = null
     state.binding.cookies = []
     state.binding.user = undefined
-    return response
+    const setCookies: string[] = []
+    this.#clearCache(state.binding.cache, state.request.url, setCookies)
+    return appendSetCookies(response, setCookies)
   }
 
   /** A store call with the timeout applied and every failure turned into `ERR_STORE`. */

@@ -40,6 +40,12 @@ export interface SessionState {
   user: PendingUser | null
   /** `setUser()` was called: the commit binds (or unbinds) the user and applies `maxSessionsPerUser`. */
   userChanged: boolean
+  /**
+   * Keys changed before a `regenerate()` (which clears `changes`), and the keys every `regenerate({ keep })` kept:
+   * what a regenerate from a cached view needs to rebuild the record from the store's. Null until a regenerate.
+   */
+  edited: Set<string> | null
+  kept: Set<string> | null
   /** The request this session was loaded for. */
   readonly request: RequestInfo
   /** How the session is tied to its record and the browser's cookies: changes as commits land. */
@@ -71,6 +77,30 @@ export interface SessionBinding {
   user: UserEntry | undefined
   /** The session's own cookie names the browser holds (chunks included), to clear or replace. */
   cookies: string[]
+  /** The cookie cache, when on (server stores). */
+  cache?: CacheBinding
+}
+
+/** What a request holds of the cookie cache. */
+export interface CacheBinding {
+  /** The browser holds a cache cookie: a response that issues none clears it. */
+  held: boolean
+  /** The cached view the session was loaded from (no store read); null when the store was read. */
+  view: CachedView | null
+  /** The view was sealed under an older secret: re-seal it under the first. */
+  rotated: boolean
+}
+
+/** A session as the cache cookie holds it: a copy of its record, for the storage key it names. */
+export interface CachedView {
+  /** The storage key of the record it copies: a cache cookie is ignored next to another session's cookie. */
+  readonly key: string
+  /** Never changed: a session loaded from it copies it. */
+  readonly data: SessionData
+  /** The record's times, handle and user; never a flash list (no cache is issued while a flash is held). */
+  readonly meta: SessionMeta
+  /** When the copy was taken from the store (the sessions' clock): it is trusted `maxAge` from then. */
+  readonly issuedAt: number
 }
 
 export const STATE: unique symbol = Symbol('edge-session.state')
@@ -204,7 +234,14 @@ export class Session<Data extends object = SessionData> {
   regenerate(options: RegenerateOptions<Data> = {}): this {
     this.#assertActive('regenerate')
     const state = this[STATE]
+    // Remembered for a regenerate from a cached view, which rebuilds the record from the store's at commit.
+    if (state.changes.size > 0) {
+      state.edited ??= new Set()
+      for (const key of state.changes.keys()) state.edited.add(key)
+    }
     if (options.keep) {
+      const keep = new Set<string>(options.keep)
+      state.kept = state.kept === null ? keep : new Set([...state.kept].filter((key) => keep.has(key)))
       const kept: SessionData = copyData()
       for (const key of options.keep) if (Object.hasOwn(state.data, key)) kept[key] = state.data[key]
       for (const key of state.flash) if (!Object.hasOwn(kept, key)) state.flash.delete(key)
@@ -306,6 +343,8 @@ export function createState(
     handle,
     user: meta.user ?? null,
     userChanged: false,
+    edited: null,
+    kept: null,
     request,
     binding,
   }
@@ -324,6 +363,8 @@ export function settle(state: SessionState, meta: SessionMeta, cookies: string[]
   state.touchRequested = false
   state.renew = false
   state.userChanged = false
+  state.edited = null
+  state.kept = null
   state.user = meta.user ?? null
   state.binding.user = meta.user && meta.handle ? { user: meta.user.key, handle: meta.handle } : undefined
 }

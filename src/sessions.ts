@@ -10,13 +10,19 @@ import {
   resolveSecrets,
   type SessionsOptions,
 } from './options.ts'
-import { ServerSessions } from './server-sessions.ts'
+import { type LoadOptions, ServerSessions } from './server-sessions.ts'
 import type { Session } from './session.ts'
 import type { ServerStore, SessionData } from './store.ts'
 
 import type { UserSession } from './user-sessions.ts'
 
-export type { CookieOptions, ResolvedSessionsOptions, SessionsOptions } from './options.ts'
+export type {
+  CookieCacheOptions,
+  CookieOptions,
+  ResolvedSessionsOptions,
+  SessionsOptions,
+} from './options.ts'
+export type { LoadOptions } from './server-sessions.ts'
 export type { UserSession } from './user-sessions.ts'
 
 export interface Sessions<Data extends object = SessionData> {
@@ -25,8 +31,9 @@ export interface Sessions<Data extends object = SessionData> {
    * The session of `request`: the stored one its cookie names, or a fresh empty one when there is none, or the
    * cookie is forged, tampered with, or expired. Rejects only when the store fails (`ERR_STORE`).
    * @param env The Workers bindings, for stores that take their namespace from them.
+   * @param options `{ fresh: true }`: ignore the cookie cache and read the store (sensitive routes).
    */
-  load(request: Request, env?: unknown): Promise<Session<Data>>
+  load(request: Request, env?: unknown, options?: LoadOptions): Promise<Session<Data>>
   /**
    * Persists what changed and adds the `Set-Cookie` headers the session needs to `response` (or to a copy,
    * when its headers are immutable). Rejects with `ERR_STORE` (no cookie added) when the store fails, and

@@ -3,9 +3,8 @@
  * `Fe26.2` format. The server keeps nothing.
  */
 
-import { algorithms, defaults, generateKey, macPrefix, randomBits } from 'iron-webcrypto'
-import { decodeBase64url, encodeBase64url, isCanonicalBase64url } from '../crypto.ts'
 import { SessionError } from '../errors.ts'
+import { IronSeals } from '../iron.ts'
 import type { CookieStore, SealedSession, Sealer, SessionData, SessionMeta } from '../store.ts'
 
 export interface CookieStoreOptions {
@@ -39,152 +38,28 @@ export function cookieStore(options: CookieStoreOptions = {}): CookieStore {
   return { kind: 'cookie', name: 'cookie', maxChunks, createSealer: (secrets) => new IronSealer(secrets) }
 }
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-
-interface SecretKeys {
-  /** Iron password id: names the secret in the seal, so rotation finds the right key without trying all. */
-  id: string
-  encryptionSalt: string
-  integritySalt: string
-  encryption: CryptoKey
-  integrity: CryptoKey
-}
-
-/**
- * Iron seals with keys derived once per secret. Iron derives a key from the password and a salt written into
- * each seal; `seal()` picks a fresh salt every time, which costs a PBKDF2 derivation per call. Here each secret
- * has a fixed salt (derived from the secret), so its keys are derived once and each seal costs two Web Crypto
- * calls: encrypt, then sign. The random IV still makes every seal different. The result is a standard iron seal
- * that iron itself unseals with the same secret.
- */
-/** The id and salts this sealer writes: lowercase hex labels (see `label`). */
-const HEX = /^[0-9a-f]{1,64}$/
-
+/** The cookie store's sealing: iron seals (see `IronSeals`) of a compact payload. */
 class IronSealer implements Sealer {
-  readonly #secrets: readonly string[]
-  #keys: Promise<SecretKeys[]> | undefined
+  readonly #seals: IronSeals
 
   constructor(secrets: readonly string[]) {
-    this.#secrets = secrets
+    this.#seals = new IronSeals(secrets)
   }
 
-  #derive(): Promise<SecretKeys[]> {
-    this.#keys ??= Promise.all(this.#secrets.map(deriveKeys)).catch((error: unknown) => {
-      this.#keys = undefined
-      throw error
-    })
-    return this.#keys
-  }
-
-  async seal(session: SealedSession): Promise<string> {
-    const [keys] = await this.#derive()
-    const { id, encryptionSalt, integritySalt, encryption, integrity } = keys as SecretKeys
-    const iv = randomBits(algorithms[defaults.encryption.algorithm].ivBits)
-    const plaintext = encoder.encode(JSON.stringify(toPayload(session)))
-    const encrypted = new Uint8Array(
-      await crypto.subtle.encrypt({ name: 'AES-CBC', iv }, encryption, plaintext),
-    )
-    // Fe26.2*<password id>*<encryption salt>*<iv>*<ciphertext>*<expiration: none, judged by the sessions layer>
-    const base = `${macPrefix}*${id}*${encryptionSalt}*${encodeBase64url(iv)}*${encodeBase64url(encrypted)}*`
-    const mac = new Uint8Array(await crypto.subtle.sign('HMAC', integrity, encoder.encode(base)))
-    return `${base}*${integritySalt}*${encodeBase64url(mac)}`
+  seal(session: SealedSession): Promise<string> {
+    return this.#seals.seal(toPayload(session))
   }
 
   /** Cheap and synchronous: whether `value` has the shape of a seal this sealer writes (no crypto). */
   isWellFormed(value: string): boolean {
-    const seal = sealParts(value)
-    return (
-      seal !== null &&
-      HEX.test(seal.id) &&
-      HEX.test(seal.encryptionSalt) &&
-      HEX.test(seal.integritySalt) &&
-      seal.ivText.length === 22 &&
-      seal.macText.length === 43 &&
-      seal.encryptedText.length > 0 &&
-      isCanonicalBase64url(seal.ivText) &&
-      isCanonicalBase64url(seal.macText) &&
-      isCanonicalBase64url(seal.encryptedText)
-    )
+    return this.#seals.isWellFormed(value)
   }
 
   async unseal(value: string): Promise<{ session: SealedSession; rotated: boolean } | null> {
-    const seal = sealParts(value)
-    if (!seal) return null
-    const { prefix, id, encryptionSalt, ivText, encryptedText, integritySalt, macText } = seal
-    const all = await this.#derive()
-    const index = all.findIndex((keys) => keys.id === id)
-    const keys = all[index]
-    // Only this library's salts: an unknown salt would mean a key derivation per request, for a forger to ask.
-    if (!keys || keys.encryptionSalt !== encryptionSalt || keys.integritySalt !== integritySalt) return null
-    // Canonical base64url only (iron-webcrypto's own decoder accepts variants of the last character).
-    const mac = decodeBase64url(macText)
-    const iv = decodeBase64url(ivText)
-    const encrypted = decodeBase64url(encryptedText)
-    if (
-      !mac ||
-      !iv ||
-      !encrypted ||
-      iv.length !== 16 ||
-      encrypted.length === 0 ||
-      encrypted.length % 16 !== 0
-    ) {
-      return null
-    }
-    const base = `${prefix}*${id}*${encryptionSalt}*${ivText}*${encryptedText}*`
-    try {
-      // The MAC is checked (in constant time) before anything is decrypted.
-      if (!(await crypto.subtle.verify('HMAC', keys.integrity, mac, encoder.encode(base)))) return null
-      const plaintext = await crypto.subtle.decrypt({ name: 'AES-CBC', iv }, keys.encryption, encrypted)
-      const session = fromPayload(JSON.parse(decoder.decode(plaintext)))
-      return session ? { session, rotated: index > 0 } : null
-    } catch {
-      return null
-    }
+    const opened = await this.#seals.unseal(value)
+    const session = opened ? fromPayload(opened.value) : null
+    return opened && session ? { session, rotated: opened.rotated } : null
   }
-}
-
-/** The parts of an iron seal as this sealer writes it (`Fe26.2`, no expiration), or null. */
-function sealParts(value: string) {
-  const parts = value.split('*')
-  if (parts.length !== 8) return null
-  const [prefix, id, encryptionSalt, ivText, encryptedText, expiration, integritySalt, macText] = parts as [
-    string,
-    string,
-    string,
-    string,
-    string,
-    string,
-    string,
-    string,
-  ]
-  if (prefix !== macPrefix || expiration !== '') return null
-  return { prefix, id, encryptionSalt, ivText, encryptedText, integritySalt, macText }
-}
-
-async function deriveKeys(secret: string): Promise<SecretKeys> {
-  const [id, encryptionSalt, integritySalt] = await Promise.all([
-    label(secret, 'id', 12),
-    label(secret, 'encryption', 32),
-    label(secret, 'integrity', 32),
-  ])
-  const common = { iterations: defaults.encryption.iterations, minPasswordlength: 32 }
-  const [encryption, integrity] = await Promise.all([
-    generateKey(secret, { ...common, algorithm: defaults.encryption.algorithm, salt: encryptionSalt }),
-    generateKey(secret, { ...common, algorithm: defaults.integrity.algorithm, salt: integritySalt }),
-  ])
-  return { id, encryptionSalt, integritySalt, encryption: encryption.key, integrity: integrity.key }
-}
-
-/** A hex string derived from the secret for one purpose: stable across instances, revealing nothing usable. */
-async function label(secret: string, purpose: string, length: number): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    'SHA-256',
-    encoder.encode(`edge-session:iron:${purpose}:${secret}`),
-  )
-  let hex = ''
-  for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, '0')
-  return hex.slice(0, length)
 }
 
 /** The sealed JSON: short keys, since every byte travels with every request. */

@@ -29,6 +29,7 @@ describe('npm run bench, one tiny round', () => {
       micro: { rounds: 1, cryptoOps: 2, fastOps: 10 },
       http: { rounds: 1, seconds: 0.3, connections: 2 },
       roundTripRepeat: 2,
+      cookieCache: { delayMs: 20, latencyRequests: 3, rounds: 1, batch: 5 },
     })
 
     expect(result.paired.map((row) => row.id)).toEqual(SUBJECTS)
@@ -58,6 +59,20 @@ describe('npm run bench, one tiny round', () => {
     expect(trips.regenerate?.memory.methods).toBe('get, set')
     expect(trips.regenerate?.upstash.requests).toBe(2)
     expect(trips.destroy?.memory.methods).toBe('get, delete')
+    // With the cookie cache: a warm read makes no call, a change only the write, a due touch only the touch.
+    expect(trips['read-only, warm cache']?.memory.calls).toBe(0)
+    expect(trips['read-only, warm cache']?.upstash.requests).toBe(0)
+    expect(trips['changing, warm cache']?.memory.methods).toBe('patch')
+    expect(trips['changing, warm cache']?.upstash.requests).toBe(1)
+    expect(trips['touch due, warm cache']?.memory.methods).toBe('touch')
+    expect(trips['touch due, warm cache']?.upstash.requests).toBe(1)
+    // The delayed Upstash read pays its delay; a warm cache does not call the store at all.
+    const cache = result.cookieCache
+    expect(cache?.latency.withoutMs).toBeGreaterThanOrEqual(20)
+    expect(cache?.latency.withMs).toBeLessThan(20)
+    expect(cache?.cpu.cachedUs).toBeGreaterThan(0)
+    expect(Number.isFinite(cache?.cpu.cachedToMemory)).toBe(true)
+    expect(result.targets.map((t) => t.name)).toContain('cookie cache, warm read vs memory store read')
     // The SQL stores, counted at their drivers: one statement (or D1 call) per store call, a regenerate's
     // delete-and-insert included (one statement, or one D1 batch).
     for (const [kind, expected] of [
@@ -66,6 +81,9 @@ describe('npm run bench, one tiny round', () => {
       ['changing', 2],
       ['regenerate', 2],
       ['list user sessions', 2],
+      ['read-only, warm cache', 0],
+      ['changing, warm cache', 1],
+      ['touch due, warm cache', 1],
     ] as const) {
       expect(trips[kind]?.sql, kind).toEqual({ mysql: expected, postgres: expected, d1: expected })
     }
@@ -101,6 +119,7 @@ describe('npm run bench, one tiny round', () => {
       '## Cost per request',
       '## Targets',
       '## Store round trips',
+      '## Cookie cache',
       '## Micro figures',
       '## HTTP throughput',
     ]) {
