@@ -3,7 +3,7 @@
 import type { Context, Env, MiddlewareHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { isSessionError } from './errors.ts'
-import type { Session } from './session.ts'
+import { type Session, STATE } from './session.ts'
 import { createSessions, type LoadOptions, type Sessions, type SessionsOptions } from './sessions.ts'
 import type { SessionData } from './store.ts'
 
@@ -28,8 +28,9 @@ export interface SessionEnv<Data extends object = SessionData> {
  * `SessionError`, and the response carries no session cookie.
  *
  * With `{ fresh: true }` the session is read from the store, never from the cookie cache (`cookieCache`): for a
- * sensitive route or group, where a revocation made elsewhere must be seen at once. Mount it on those routes
- * instead of the app-wide middleware, not in addition to it (each would load and commit the session).
+ * sensitive route or group, where a revocation made elsewhere must be seen at once. Nested in the app-wide
+ * `session(sessions)`, it reads the store only if that one took the session from the cache; either way the
+ * session is loaded and committed once per request.
  *
  * @param sessionsOrOptions The result of `createSessions()`, or its options.
  * @param options `fresh`: ignore the cookie cache on the routes this middleware serves.
@@ -54,22 +55,38 @@ export function session<Data extends object = SessionData, E extends Env = Sessi
   const sessions = isSessions<Data>(sessionsOrOptions)
     ? sessionsOrOptions
     : createSessions<Data>(sessionsOrOptions)
-  return async function session(context, next) {
-    // E extends the app's own Env (bindings, other variables); the session variable is ours to set.
-    const c = context as unknown as Context<SessionEnv<Data>>
-    let current: Session<Data>
+  async function loadSession(c: Context<SessionEnv<Data>>): Promise<Session<Data>> {
+    let loaded: Session<Data>
     try {
-      current = await sessions.load(c.req.raw, c.env, load)
+      loaded = await sessions.load(c.req.raw, c.env, load)
     } catch (error) {
       throw unavailable(error)
     }
+    loadedBy.set(loaded, sessions)
+    return loaded
+  }
+  return async function session(context, next) {
+    // E extends the app's own Env (bindings, other variables); the session variable is ours to set.
+    const c = context as unknown as Context<SessionEnv<Data>>
+    const outer = c.get('session') as Session<Data> | undefined
+    if (outer !== undefined && loadedBy.get(outer) === sessions) {
+      // Nested in a middleware of the same sessions (app-wide, then `{ fresh: true }` on a group): that one
+      // loaded the session and commits it. Loading and committing again would write and set cookies twice.
+      // Fresh here and loaded from the cache there: read the store now, and the outer commits this load.
+      if (load && fromCache(outer) && !changed(outer)) c.set('session', await loadSession(c))
+      return next()
+    }
+    const current = await loadSession(c)
     c.set('session', current)
     await next()
     // Hono catches what the handler threw, sets c.error and renders onError's answer: nothing to commit.
     if (c.error && !isAnswer(c.error)) return
+    // A nested fresh middleware may have loaded it again: commit the session the handlers saw.
+    const latest = c.get('session') as Session<Data> | undefined
+    const handled = latest !== undefined && loadedBy.get(latest) === sessions ? latest : current
     let committed: Response
     try {
-      committed = await sessions.commit(current, c.res)
+      committed = await sessions.commit(handled, c.res)
     } catch (error) {
       throw unavailable(error)
     }
@@ -80,6 +97,20 @@ export function session<Data extends object = SessionData, E extends Env = Sessi
       c.res = committed
     }
   }
+}
+
+/** Which sessions loaded a session: a nested middleware of the same sessions neither loads nor commits again. */
+const loadedBy = new WeakMap<object, object>()
+
+/** The session was loaded from the cookie cache, not the store. */
+function fromCache(session: Session<object>): boolean {
+  return (session[STATE].binding.cache?.view ?? null) !== null
+}
+
+/** The session was changed (or regenerated, destroyed) before this middleware ran. */
+function changed(session: Session<object>): boolean {
+  const state = session[STATE]
+  return state.phase !== 'stored' || state.changes.size > 0
 }
 
 /** An HTTPException below 500 is a deliberate answer (a redirect, a 401). Duck-typed, as Hono's own handler does. */
