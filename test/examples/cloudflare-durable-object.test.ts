@@ -3,15 +3,14 @@
  * binds `SESSION_OBJECTS` to the Worker's own `SessionObject`), served by Miniflare (workerd) with the objects'
  * storage persisted on disk, driven from Node as a browser would, and restarted on that persisted state.
  */
-import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 import { Miniflare } from 'miniflare'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { unstable_getMiniflareWorkerOptions } from 'wrangler'
 import { Browser } from '../support/examples/miniflare-browser.ts'
+import { bundleWorker } from '../support/examples/workers.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const wranglerEnv = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false' }
@@ -19,25 +18,20 @@ const SECRET = 'example-test-secret-of-at-least-32-characters'
 
 let scratch: string
 let script: string
+let bundle: Awaited<ReturnType<typeof bundleWorker>> | undefined
 const running: Miniflare[] = []
 
 beforeAll(async () => {
   // Inside the project (.tmp/ is git-ignored): workerd refuses persist paths that climb out with `..`.
   await mkdir(join(root, '.tmp'), { recursive: true })
   scratch = await mkdtemp(join(root, '.tmp', 'cf-do-example-'))
-  const out = join(scratch, 'bundle')
-  const wrangler = join(root, 'node_modules/wrangler/bin/wrangler.js')
-  await promisify(execFile)(process.execPath, [wrangler, 'deploy', '--dry-run', '--outdir', out], {
-    cwd: root,
-    env: wranglerEnv,
-  })
-  const bundle = (await readdir(out)).find((file) => file.endsWith('.js'))
-  if (!bundle) throw new Error(`wrangler built no .js file in ${out}`)
-  script = join(out, bundle)
+  bundle = await bundleWorker()
+  script = bundle.script
 }, 120_000)
 
 afterAll(async () => {
   await Promise.allSettled(running.map((mf) => mf.dispose()))
+  await bundle?.remove()
   if (scratch) await rm(scratch, { recursive: true, force: true })
 })
 
@@ -60,6 +54,8 @@ async function startInstance(persist: string) {
     durableObjects: workerOptions.durableObjects,
     modules: true,
     scriptPath: script,
+    // Module names are paths relative to this root; workerd refuses names that climb out of it with `..`.
+    modulesRoot: dirname(script),
     bindings: { SESSION_SECRET: SECRET, SESSION_STORE: 'durable-object' },
     kvPersist: persist,
     d1Persist: persist,
