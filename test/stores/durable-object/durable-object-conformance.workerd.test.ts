@@ -1,19 +1,7 @@
 /** @module The Durable Objects store inside workerd: the conformance suite, per-user part included. */
-import { durableObjectStore } from '../../../src/stores/durable-object.ts'
 import { describeStoreConformance } from '../../shared/conformance.ts'
-import { type DurableObjectBindings, doEnv, freshPrefix } from './durable-object-bindings.ts'
+import { conformanceOptions } from './durable-object-bindings.ts'
 
 // The run behind the cookie cache is in durable-object-cache.workerd.test.ts: Miniflare keeps every object a
 // file has started, and one file with both runs (about 2,000 objects) slows its later tests past their timeouts.
-describeStoreConformance({
-  name: 'durable-object',
-  kind: 'server',
-  createStore: () =>
-    durableObjectStore({
-      namespace: (env: DurableObjectBindings) => env.SESSION_OBJECTS,
-      prefix: freshPrefix(),
-    }),
-  env: () => doEnv,
-  userSessions: true,
-  runs: ['plain'],
-})
+describeStoreConformance(conformanceOptions(['plain']))
