@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CHROMIUM } from '../support/chromium.ts'
 import { type RunningExample, startExample } from '../support/examples.ts'
 import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
 
@@ -23,21 +24,6 @@ let profile: string | undefined
 let context: BrowserContext | undefined
 let otherProfile: string | undefined
 let other: BrowserContext | undefined
-
-const CHROMIUM = {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  chromiumSandbox: false,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-}
 
 beforeAll(async () => {
   upstash = await startLocalUpstash()

@@ -17,6 +17,7 @@ import { upstashStore } from 'edge-session/stores/upstash'
 import { Hono } from 'hono'
 import { type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CHROMIUM } from '../support/chromium.ts'
 import { manualClock } from '../support/jar.ts'
 import { type LocalUpstash, startLocalUpstash } from '../support/local-upstash.ts'
 
@@ -29,21 +30,6 @@ let url = ''
 let profile: string | undefined
 let context: BrowserContext | undefined
 const clock = manualClock()
-
-const CHROMIUM = {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  chromiumSandbox: false,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-}
 
 type Data = { visits?: number }
 
