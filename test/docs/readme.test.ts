@@ -6,7 +6,9 @@
  *
  * Markers, an HTML comment on the line before a block (blank lines between are fine):
  * `<!-- docs-test: skip (why) -->` leaves a fragment out (an API summary), `<!-- docs-test: run (why) -->` also
- * starts the block on Node (PORT and SESSION_SECRET set) and expects it to print `listening on`.
+ * starts the block on Node (PORT and SESSION_SECRET set) and expects it to print `listening on`, and
+ * `<!-- docs-test: workers (why) -->` checks a Worker's block apart, with `@cloudflare/workers-types` instead of
+ * Node's types and the DOM.
  */
 
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -26,7 +28,7 @@ interface Block {
   /** README line of the block's first code line (1-based). */
   line: number
   code: string
-  mode: 'check' | 'run' | 'skip'
+  mode: 'check' | 'run' | 'skip' | 'workers'
   reason?: string
 }
 
@@ -37,14 +39,17 @@ interface Block {
 function typescriptBlocks(markdown: string): Block[] {
   const lines = markdown.split('\n')
   const blocks: Block[] = []
-  let marker: { mode: 'run' | 'skip'; reason: string; line: number } | undefined
+  let marker: { mode: 'run' | 'skip' | 'workers'; reason: string; line: number } | undefined
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i] ?? ''
     const comment = /^<!--\s*docs-test:\s*(.*?)\s*-->$/.exec(line.trim())
     if (comment) {
-      const parsed = /^(run|skip)\s+\((.+)\)$/.exec(comment[1] ?? '')
-      if (!parsed) throw new Error(`README.md:${i + 1}: expected <!-- docs-test: skip (why) --> or run (why)`)
-      marker = { mode: parsed[1] as 'run' | 'skip', reason: parsed[2] ?? '', line: i + 1 }
+      const parsed = /^(run|skip|workers)\s+\((.+)\)$/.exec(comment[1] ?? '')
+      if (!parsed)
+        throw new Error(
+          `README.md:${i + 1}: expected <!-- docs-test: skip (why) -->, run (why) or workers (why)`,
+        )
+      marker = { mode: parsed[1] as 'run' | 'skip' | 'workers', reason: parsed[2] ?? '', line: i + 1 }
       continue
     }
     const fence = /^(`{3,})\s*([\w-]*)/.exec(line)
@@ -71,15 +76,20 @@ function typescriptBlocks(markdown: string): Block[] {
 }
 
 const blocks = typescriptBlocks(readme)
-const checked = blocks.filter((block) => block.mode !== 'skip')
+const checked = blocks.filter((block) => block.mode === 'check' || block.mode === 'run')
+/** Blocks of a Worker: checked apart, with `@cloudflare/workers-types` instead of Node's types and the DOM. */
+const workers = blocks.filter((block) => block.mode === 'workers')
 const fileOf = (block: Block) => `readme-line-${block.line}.ts`
 
 let dir = ''
 let app = ''
 
 /** Runs the TypeScript compiler of the repository on the app with `tsconfig`, and returns what it printed. */
-function tsc(tsconfig: Record<string, unknown>, files: readonly string[]): { code: number; output: string } {
-  const name = `tsconfig.${String(tsconfig.moduleResolution)}.json`
+function tsc(
+  tsconfig: Record<string, unknown>,
+  files: readonly string[],
+  name = `tsconfig.${String(tsconfig.moduleResolution)}.json`,
+): { code: number; output: string } {
   const compilerOptions = {
     strict: true,
     noUncheckedIndexedAccess: true,
@@ -133,6 +143,7 @@ beforeAll(() => {
     ...Object.keys(pkg.peerDependencies ?? {}),
     '@hono/node-server',
     '@types/node',
+    '@cloudflare/workers-types',
     'tsx',
   ]
   for (const name of links) {
@@ -144,7 +155,7 @@ beforeAll(() => {
     join(app, 'package.json'),
     JSON.stringify({ name: 'readme-app', private: true, type: 'module' }),
   )
-  for (const block of checked) writeFileSync(join(app, fileOf(block)), `${block.code}\n`)
+  for (const block of [...checked, ...workers]) writeFileSync(join(app, fileOf(block)), `${block.code}\n`)
   // Snippets for Deno call its global; the app is checked with Node's types, so Deno's one entry point the
   // README uses is declared here, typed as the package's own `DenoKv` (what `Deno.openKv()` gives).
   writeFileSync(
@@ -153,7 +164,7 @@ beforeAll(() => {
   )
   console.log(
     `README.md: ${blocks.length} TypeScript blocks, ${checked.length} type-checked, ` +
-      `${blocks.length - checked.length} skipped (${blocks
+      `${workers.length} type-checked as Workers, ${blocks.length - checked.length - workers.length} skipped (${blocks
         .filter((block) => block.mode === 'skip')
         .map((block) => `line ${block.line}: ${block.reason}`)
         .join('; ')})`,
@@ -186,6 +197,24 @@ describe('README.md TypeScript', () => {
       ...checked.map(fileOf),
       'deno-globals.d.ts',
     ])
+    expect(output).toBe('')
+    expect(code).toBe(0)
+  })
+
+  it('type-checks the Workers blocks against the packed package with @cloudflare/workers-types', {
+    timeout: 120_000,
+  }, () => {
+    expect(workers).not.toHaveLength(0)
+    const { code, output } = tsc(
+      {
+        module: 'ESNext',
+        moduleResolution: 'bundler',
+        lib: ['ES2023'],
+        types: ['@cloudflare/workers-types'],
+      },
+      workers.map(fileOf),
+      'tsconfig.workers.json',
+    )
     expect(output).toBe('')
     expect(code).toBe(0)
   })
