@@ -5,25 +5,17 @@
 
 import { MAX_COOKIE_SIZE } from './cookie.ts'
 import { CookieValueCache } from './crypto.ts'
-import { IronSeals } from './iron.ts'
+import { fromRecordPayload, IronSeals, type RecordPayload, toRecordPayload } from './iron.ts'
 import type { Lifetimes } from './lifetimes.ts'
 import type { CachedView } from './session.ts'
 import type { SetCookieWriter } from './set-cookie.ts'
 import { copyData, type SessionData, type SessionMeta } from './store.ts'
-import { storedData, storedUser } from './stores/shared.ts'
+import { storedData } from './stores/shared.ts'
 
-/** The sealed JSON: short keys, since it travels with every request. */
-interface Payload {
-  /** The storage key of the record copied. */
+/** The sealed JSON: the storage key copied and the copy's issue time beside the record's data and metadata. */
+interface Payload extends RecordPayload {
   k: string
-  d: SessionData
-  c: number
-  l: number
-  e: number
-  /** When the copy was taken (issuedAt). */
   t: number
-  h?: string
-  u?: [string, string, string | null, string | null]
 }
 
 /** An opened cache cookie: the view, and whether a secret other than the first sealed it. */
@@ -155,42 +147,16 @@ function viewMeta(meta: SessionMeta): SessionMeta {
 }
 
 function toPayload(view: CachedView): Payload {
-  const { meta } = view
-  const payload: Payload = {
-    k: view.key,
-    d: view.data,
-    c: meta.createdAt,
-    l: meta.lastSeenAt,
-    e: meta.expiresAt,
-    t: view.issuedAt,
-  }
-  if (meta.handle !== undefined) payload.h = meta.handle
-  if (meta.user) payload.u = [meta.user.id, meta.user.key, meta.user.agent, meta.user.label]
-  return payload
+  return { k: view.key, t: view.issuedAt, ...toRecordPayload(view.data, view.meta) }
 }
 
 function fromPayload(value: unknown): CachedView | null {
-  if (typeof value !== 'object' || value === null) return null
-  const p = value as Partial<Record<keyof Payload, unknown>>
-  const data = storedData(p.d)
-  if (typeof p.k !== 'string' || data === null) return null
-  const { c, l, e, t } = p
-  if (!isFiniteNumber(c) || !isFiniteNumber(l) || !isFiniteNumber(e) || !isFiniteNumber(t)) return null
-  const meta: SessionMeta = { createdAt: c, lastSeenAt: l, expiresAt: e }
-  if (p.h !== undefined) {
-    if (typeof p.h !== 'string') return null
-    meta.handle = p.h
-  }
-  if (p.u !== undefined) {
-    if (!Array.isArray(p.u) || p.u.length !== 4) return null
-    const [id, key, agent, label] = p.u as unknown[]
-    const user = storedUser({ id, key, agent, label })
-    if (user === null) return null
-    meta.user = user
-  }
-  return { key: p.k, data, meta, issuedAt: t }
-}
-
-function isFiniteNumber(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value)
+  const record = fromRecordPayload(value)
+  if (record === null) return null
+  const { k, t } = value as Partial<Payload>
+  const data = storedData(record.data)
+  if (typeof k !== 'string' || typeof t !== 'number' || !Number.isFinite(t) || data === null) return null
+  // A copy never holds flash values (none is issued while the record has one).
+  if (record.meta.flash !== undefined) return null
+  return { key: k, data, meta: record.meta, issuedAt: t }
 }

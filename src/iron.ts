@@ -5,6 +5,8 @@
 
 import { algorithms, defaults, generateKey, macPrefix, randomBits } from 'iron-webcrypto'
 import { decodeBase64url, encodeBase64url, isCanonicalBase64url } from './crypto.ts'
+import type { SessionData, SessionMeta } from './store.ts'
+import { storedUser } from './stores/shared.ts'
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -163,4 +165,58 @@ async function label(secret: string, purpose: string, length: number): Promise<s
   let hex = ''
   for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, '0')
   return hex.slice(0, length)
+}
+
+/**
+ * A session's data and metadata as the seals carry them (the cookie store's session, the cookie cache's copy):
+ * short keys, since every byte travels with every request. Each adds its own fields (the id, the storage key).
+ */
+export interface RecordPayload {
+  d: SessionData
+  c: number
+  l: number
+  e: number
+  f?: string[]
+  /** The handle. */
+  h?: string
+  /** The user: id, key, agent, label. */
+  u?: [string, string, string | null, string | null]
+}
+
+export function toRecordPayload(data: SessionData, meta: SessionMeta): RecordPayload {
+  const payload: RecordPayload = { d: data, c: meta.createdAt, l: meta.lastSeenAt, e: meta.expiresAt }
+  if (meta.flash && meta.flash.length > 0) payload.f = meta.flash
+  if (meta.handle !== undefined) payload.h = meta.handle
+  if (meta.user) payload.u = [meta.user.id, meta.user.key, meta.user.agent, meta.user.label]
+  return payload
+}
+
+/** The data and metadata an opened seal's JSON holds, checked field by field; null for anything malformed. */
+export function fromRecordPayload(value: unknown): { data: SessionData; meta: SessionMeta } | null {
+  if (typeof value !== 'object' || value === null) return null
+  const p = value as Partial<Record<keyof RecordPayload, unknown>>
+  if (typeof p.d !== 'object' || p.d === null || Array.isArray(p.d)) return null
+  const { c, l, e } = p
+  if (!isFiniteNumber(c) || !isFiniteNumber(l) || !isFiniteNumber(e)) return null
+  const meta: SessionMeta = { createdAt: c, lastSeenAt: l, expiresAt: e }
+  if (p.f !== undefined) {
+    if (!Array.isArray(p.f) || !p.f.every((key) => typeof key === 'string')) return null
+    meta.flash = p.f as string[]
+  }
+  if (p.h !== undefined) {
+    if (typeof p.h !== 'string') return null
+    meta.handle = p.h
+  }
+  if (p.u !== undefined) {
+    if (!Array.isArray(p.u) || p.u.length !== 4) return null
+    const [id, key, agent, label] = p.u as unknown[]
+    const user = storedUser({ id, key, agent, label })
+    if (user === null) return null
+    meta.user = user
+  }
+  return { data: p.d as SessionData, meta }
+}
+
+function isFiniteNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value)
 }

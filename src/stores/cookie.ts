@@ -4,8 +4,8 @@
  */
 
 import { SessionError } from '../errors.ts'
-import { IronSeals } from '../iron.ts'
-import type { CookieStore, SealedSession, Sealer, SessionData, SessionMeta } from '../store.ts'
+import { fromRecordPayload, IronSeals, type RecordPayload, toRecordPayload } from '../iron.ts'
+import type { CookieStore, SealedSession, Sealer } from '../store.ts'
 
 export interface CookieStoreOptions {
   /**
@@ -62,62 +62,17 @@ class IronSealer implements Sealer {
   }
 }
 
-/** The sealed JSON: short keys, since every byte travels with every request. */
-interface Payload {
+/** The sealed JSON: the session's id beside its data and metadata. */
+interface Payload extends RecordPayload {
   i: string
-  d: SessionData
-  c: number
-  l: number
-  e: number
-  f?: string[]
-  /** The handle. */
-  h?: string
-  /** The user: id, key, agent, label. */
-  u?: [string, string, string | null, string | null]
 }
 
 function toPayload(session: SealedSession): Payload {
-  const { meta } = session
-  const payload: Payload = {
-    i: session.id,
-    d: session.data,
-    c: meta.createdAt,
-    l: meta.lastSeenAt,
-    e: meta.expiresAt,
-  }
-  if (meta.flash && meta.flash.length > 0) payload.f = meta.flash
-  if (meta.handle !== undefined) payload.h = meta.handle
-  if (meta.user) payload.u = [meta.user.id, meta.user.key, meta.user.agent, meta.user.label]
-  return payload
+  return { i: session.id, ...toRecordPayload(session.data, session.meta) }
 }
 
 function fromPayload(value: unknown): SealedSession | null {
-  if (typeof value !== 'object' || value === null) return null
-  const p = value as Partial<Payload>
-  if (typeof p.i !== 'string' || typeof p.d !== 'object' || p.d === null || Array.isArray(p.d)) return null
-  if (![p.c, p.l, p.e].every((n) => typeof n === 'number' && Number.isFinite(n))) return null
-  const meta: SessionMeta = { createdAt: p.c as number, lastSeenAt: p.l as number, expiresAt: p.e as number }
-  if (p.f !== undefined) {
-    if (!Array.isArray(p.f) || !p.f.every((key) => typeof key === 'string')) return null
-    meta.flash = p.f
-  }
-  if (p.h !== undefined) {
-    if (typeof p.h !== 'string') return null
-    meta.handle = p.h
-  }
-  if (p.u !== undefined) {
-    const u: unknown[] = Array.isArray(p.u) ? p.u : []
-    const [id, key, agent, label] = u
-    const optional = (v: unknown) => v === null || typeof v === 'string'
-    if (
-      u.length !== 4 ||
-      typeof id !== 'string' ||
-      typeof key !== 'string' ||
-      !optional(agent) ||
-      !optional(label)
-    )
-      return null
-    meta.user = { id, key, agent: agent as string | null, label: label as string | null }
-  }
-  return { id: p.i, data: p.d, meta }
+  const record = fromRecordPayload(value)
+  const id = (value as Partial<Payload>).i
+  return record && typeof id === 'string' ? { id, data: record.data, meta: record.meta } : null
 }
