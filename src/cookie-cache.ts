@@ -10,7 +10,7 @@ import type { Lifetimes } from './lifetimes.ts'
 import type { CachedView } from './session.ts'
 import type { SetCookieWriter } from './set-cookie.ts'
 import { copyData, type SessionData, type SessionMeta } from './store.ts'
-import { storedData } from './stores/shared.ts'
+import { metaWithTimes, storedData } from './stores/shared.ts'
 
 /** The sealed JSON: the storage key copied and the copy's issue time beside the record's data and metadata. */
 interface Payload extends RecordPayload {
@@ -101,7 +101,7 @@ export class CookieCache {
   async issue(key: string, data: SessionData, meta: SessionMeta, now: number, url: string) {
     if (meta.flash !== undefined && meta.flash.length > 0) return null
     // A copy: the view is kept (opened values are remembered), and `data` may be the store's or the session's.
-    const view: CachedView = { key, data: copyData(data), meta: viewMeta(meta), issuedAt: now }
+    const view: CachedView = { key, data: copyData(data), meta: metaWithTimes(meta, meta), issuedAt: now }
     return this.#write(view, now, url)
   }
 
@@ -132,18 +132,6 @@ export class CookieCache {
     const deadline = Math.min(meta.expiresAt, this.#lifetimes.deadline(meta.createdAt, meta.lastSeenAt))
     return Math.min(view.issuedAt + this.#maxAgeMs, deadline) - now
   }
-}
-
-/** The metadata a view keeps: times, handle and user; no flash list. */
-function viewMeta(meta: SessionMeta): SessionMeta {
-  const copy: SessionMeta = {
-    createdAt: meta.createdAt,
-    lastSeenAt: meta.lastSeenAt,
-    expiresAt: meta.expiresAt,
-  }
-  if (meta.handle !== undefined) copy.handle = meta.handle
-  if (meta.user !== undefined) copy.user = meta.user
-  return copy
 }
 
 function toPayload(view: CachedView): Payload {
