@@ -32,11 +32,11 @@ const SECRET = 'deno-kv-test-secret-0123456789abcdefghijkl'
 const ctx = () => ({ env: undefined, signal: new AbortController().signal })
 const meta = (expiresAt = 0) => ({ createdAt: 0, lastSeenAt: 0, expiresAt })
 
-/** A Deno KV whose atomic commits report a lost race `failures` times before they are let through. */
-function contendedKv(failures: number): DenoKv & { commits: number } {
-  let left = failures
-  const wrapper = {
-    commits: 0,
+type Commit = () => Promise<{ ok: boolean }>
+
+/** `kv`, with each atomic commit handed to `commit` along with the function that lets it through. */
+function kvWithCommits(commit: (run: Commit) => Promise<{ ok: boolean }>): DenoKv {
+  return {
     get: kv.get.bind(kv),
     getMany: kv.getMany.bind(kv),
     set: kv.set.bind(kv),
@@ -57,15 +57,24 @@ function contendedKv(failures: number): DenoKv & { commits: number } {
           op.delete(key)
           return wrapped
         },
-        commit: async () => {
-          wrapper.commits++
-          if (left-- > 0) return { ok: false }
-          return op.commit()
-        },
+        commit: () => commit(() => op.commit()),
       }
       return wrapped
     },
   }
+}
+
+/** A Deno KV whose atomic commits report a lost race `failures` times before they are let through. */
+function contendedKv(failures: number): DenoKv & { commits: number } {
+  let left = failures
+  const wrapper = Object.assign(
+    kvWithCommits(async (run) => {
+      wrapper.commits++
+      if (left-- > 0) return { ok: false }
+      return run()
+    }),
+    { commits: 0 },
+  )
   return wrapper
 }
 
@@ -78,41 +87,16 @@ function heldKv() {
   let reached: Promise<void> = Promise.resolve()
   let release: () => void = () => {}
   let commits = 0
-  const held: DenoKv = {
-    get: kv.get.bind(kv),
-    getMany: kv.getMany.bind(kv),
-    set: kv.set.bind(kv),
-    delete: kv.delete.bind(kv),
-    list: kv.list.bind(kv),
-    atomic(): DenoKvAtomicOperation {
-      const op = kv.atomic()
-      const wrapped: DenoKvAtomicOperation = {
-        check(...checks) {
-          op.check(...checks)
-          return wrapped
-        },
-        set(key, value, options) {
-          op.set(key, value, options)
-          return wrapped
-        },
-        delete(key) {
-          op.delete(key)
-          return wrapped
-        },
-        commit: async () => {
-          commits++
-          const waiting = gate
-          gate = undefined
-          if (waiting) {
-            waiting.reached()
-            await waiting.released
-          }
-          return op.commit()
-        },
-      }
-      return wrapped
-    },
-  }
+  const held = kvWithCommits(async (run) => {
+    commits++
+    const waiting = gate
+    gate = undefined
+    if (waiting) {
+      waiting.reached()
+      await waiting.released
+    }
+    return run()
+  })
   return {
     kv: held,
     hold() {
