@@ -3,8 +3,8 @@
  * so a visit count carries on from one example process to the next.
  */
 import { createConnection } from 'mysql2/promise'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Client } from '../../support/examples/client.ts'
+import { afterAll, beforeAll, describe, it } from 'vitest'
+import { expectSessionAcrossProcesses } from '../../support/examples/client.ts'
 import { type RunningExample, startExample } from '../../support/examples.ts'
 import { type MariaDbServer, startMariaDb } from '../../support/mariadb.ts'
 
@@ -41,19 +41,6 @@ async function rows(): Promise<number> {
 
 describe('the Node example with DATABASE_URL=mysql://', () => {
   it('creates its table and keeps sessions in it: visits continue in a second example process', async () => {
-    const client = new Client()
-    const first = await start()
-    expect(await client.page(first)).toContain('with the MySQL store.')
-    expect(await client.session(first)).toEqual({ visits: 2, user: null })
-    expect(await rows()).toBe(1)
-    await client.login(first, 'ada')
-    await first.stop()
-
-    const second = await start()
-    expect(await client.session(second)).toEqual({ visits: 3, user: 'ada' })
-    // One row: the row of the id before login moved to the new id when login regenerated it.
-    expect(await rows()).toBe(1)
-    await client.logout(second)
-    expect(await rows()).toBe(0)
+    await expectSessionAcrossProcesses(start, 'MySQL', rows)
   }, 120_000)
 })

@@ -3,8 +3,8 @@
  * postgresStore, so a visit count and a login carry on from one example process to the next.
  */
 import postgres from 'postgres'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Client } from '../../support/examples/client.ts'
+import { afterAll, beforeAll, describe, it } from 'vitest'
+import { expectSessionAcrossProcesses } from '../../support/examples/client.ts'
 import { type RunningExample, startExample } from '../../support/examples.ts'
 import { type PostgresServer, startPostgres } from '../../support/postgres.ts'
 
@@ -35,19 +35,6 @@ const rows = async () => (await sql.unsafe('select count(*)::int as n from sessi
 
 describe('the Node example with DATABASE_URL=postgres://', () => {
   it('keeps sessions in PostgreSQL: visits and the login continue in a second example process', async () => {
-    const client = new Client()
-    const first = await start()
-    expect(await client.page(first)).toContain('with the PostgreSQL store.')
-    expect(await client.session(first)).toEqual({ visits: 2, user: null })
-    expect(await rows()).toBe(1)
-    await client.login(first, 'ada')
-    await first.stop()
-
-    const second = await start()
-    expect(await client.session(second)).toEqual({ visits: 3, user: 'ada' })
-    // One row: the one of the id before login was deleted when login regenerated it.
-    expect(await rows()).toBe(1)
-    await client.logout(second)
-    expect(await rows()).toBe(0)
+    await expectSessionAcrossProcesses(start, 'PostgreSQL', rows)
   }, 120_000)
 })

@@ -73,3 +73,28 @@ export class Client {
     expect(await response.json()).toEqual({ user: null })
   }
 }
+
+/**
+ * What a Node example on a shared store must show: two visits in one process, a login, the session found again
+ * (login included) by a second process, then a logout. `stored()` counts the sessions the store holds: one
+ * throughout (a login moves the record to the new id, it does not copy it), none after the logout.
+ */
+export async function expectSessionAcrossProcesses(
+  start: () => Promise<RunningExample>,
+  storeName: string,
+  stored: () => Promise<number>,
+): Promise<void> {
+  const client = new Client()
+  const first = await start()
+  expect(await client.page(first)).toContain(`with the ${storeName} store.`)
+  expect(await client.session(first)).toEqual({ visits: 2, user: null })
+  expect(await stored()).toBe(1)
+  await client.login(first, 'ada')
+  await first.stop()
+
+  const second = await start()
+  expect(await client.session(second)).toEqual({ visits: 3, user: 'ada' })
+  expect(await stored()).toBe(1)
+  await client.logout(second)
+  expect(await stored()).toBe(0)
+}
